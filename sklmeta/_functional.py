@@ -1,0 +1,118 @@
+"""The functional MAML core: pure torch.func, no scikit-learn.
+
+One inner loop serves meta-training, validation, ``adapt`` and ``score``:
+
+- :func:`inner_loop` takes a dict of parameters and one task's support set and
+  returns a *new* dict of adapted parameters (nothing is mutated);
+- :func:`adapt_predict` adapts on each task's support set and predicts its query
+  set, ``vmap``-ed over the tasks of a meta-batch;
+- the meta-loss is the loss of those query predictions, and one ``.backward()``
+  through it gives the (second-order, unless ``first_order``) meta-gradient.
+
+The loss (:class:`EpisodeLoss`) takes ``(output, target)`` of a single task or of
+a whole meta-batch, so the inner loss and the meta-loss are one definition.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, grad, vmap
+
+__all__ = ["inner_loop", "adapt_predict", "adapt_many", "predict_many", "EpisodeLoss"]
+
+
+class EpisodeLoss(torch.nn.Module):
+    """Loss of one task or of a whole meta-batch (any leading dimensions).
+
+    Classification: cross-entropy over the first ``n_classes`` logits (a head has
+    ``n_way`` outputs; an episode with fewer classes uses the first ones).
+    Regression: mean squared error of the single output.
+    """
+
+    def __init__(self, task="classification", n_classes=None):
+        super().__init__()
+        if task not in ("classification", "regression"):
+            raise ValueError(f"task must be 'classification' or 'regression'; got {task!r}")
+        self.task = task
+        self.n_classes = n_classes
+
+    def forward(self, out, y):
+        if self.task == "regression":
+            return F.mse_loss(out.squeeze(-1), y)
+        logits = out[..., : self.n_classes]
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+
+def _step_size(lr, name):
+    return lr[name] if isinstance(lr, dict) else lr
+
+
+def inner_loop(model, params, x, y, *, loss, lr, steps, first_order=False):
+    """Adapt ``params`` to one task with ``steps`` gradient steps on ``(x, y)``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Only its architecture is used, through ``functional_call``.
+    params : dict of str to Tensor
+        The initialisation. Parameters of ``model`` missing from the dict keep the
+        module's own values and are not adapted.
+    x, y : Tensor
+        The support set of a single task.
+    loss : callable
+        ``loss(output, y) -> scalar``.
+    lr : float or dict of str to Tensor
+        Inner step size, global or per parameter (Meta-SGD).
+    steps : int
+    first_order : bool, default=False
+        Detach the inner gradients, dropping the second-order terms of the
+        meta-gradient.
+
+    Returns
+    -------
+    dict of str to Tensor
+        New adapted parameters.
+    """
+
+    def support_loss(p):
+        return loss(functional_call(model, p, (x,)), y)
+
+    grad_fn = grad(support_loss)
+    for _ in range(steps):
+        g = grad_fn(params)
+        if first_order:
+            g = {k: v.detach() for k, v in g.items()}
+        params = {k: p - _step_size(lr, k) * g[k] for k, p in params.items()}
+    return params
+
+
+def adapt_predict(model, params, xs, ys, xq, *, loss, lr, steps, first_order=False):
+    """Adapt on every task's support set, then predict its query set.
+
+    ``xs, ys, xq`` are task-first: ``[task, shot, ...]``. Returns the query outputs
+    ``[task, query, n_outputs]``; the meta-loss is ``loss`` over them.
+    """
+
+    def one_task(xs_t, ys_t, xq_t):
+        adapted = inner_loop(
+            model, params, xs_t, ys_t, loss=loss, lr=lr, steps=steps, first_order=first_order
+        )
+        return functional_call(model, adapted, (xq_t,))
+
+    return vmap(one_task)(xs, ys, xq)
+
+
+def adapt_many(model, params, xs, ys, *, loss, lr, steps):
+    """Adapted parameters of many tasks at once, stacked on a leading task axis.
+
+    Runs without building a graph for the outer parameters (adaptation only).
+    """
+    with torch.no_grad():
+        return vmap(
+            lambda x, y: inner_loop(model, params, x, y, loss=loss, lr=lr, steps=steps)
+        )(xs, ys)
+
+
+def predict_many(model, stacked_params, x):
+    """Outputs of ``model`` under each task's parameters; ``x`` is ``[task, n, ...]``."""
+    with torch.no_grad():
+        return vmap(lambda p, xt: functional_call(model, p, (xt,)))(stacked_params, x)

@@ -1,0 +1,207 @@
+"""The skorch side: episodes as a dataset, meta-batches as batches, one net.
+
+skorch runs the loop (epochs, history, callbacks, progress bar, early stopping,
+checkpoints); :class:`MetaNet` overrides only ``train_step_single`` and
+``validation_step`` to put the functional core (:mod:`sklmeta._functional`)
+where skorch would call ``module(X)``.
+
+A batch is ``({"xs": [T, S, D], "ys": [T, S], "xq": [T, Q, D]}, yq [T, Q])``:
+``T`` tasks, support and query sets stacked task-first, episode labels
+re-mapped to ``0..n_way-1``.
+"""
+
+import math
+
+import numpy as np
+import torch
+from skorch import NeuralNet
+from skorch.callbacks import EarlyStopping
+from skorch.utils import to_device
+
+from ._functional import EpisodeLoss, adapt_predict
+
+__all__ = ["EpisodeDataset", "EpisodeLoader", "MetaNet", "RandomStartEarlyStopping"]
+
+
+class EpisodePools:
+    """Task pools as tensors, with one episode sampler each.
+
+    Parameters
+    ----------
+    X : list of float32 Tensor [n_i, D]
+    y : list of ndarray
+        Targets of each pool (class labels or real values).
+    samplers : list of sklmeta.tasks._EpisodeSampler
+    task : {"classification", "regression"}
+    """
+
+    def __init__(self, X, y, samplers, task):
+        self.X, self.samplers, self.task = X, samplers, task
+        self.y = [
+            None if task == "classification" else torch.as_tensor(yi, dtype=torch.float32)
+            for yi in y
+        ]
+
+    def draw(self, rng, n):
+        """``n`` episodes as a task-first batch ``(xs, ys, xq, yq)``."""
+        picks = rng.randint(len(self.samplers), size=n)
+        xs, ys, xq, yq = [], [], [], []
+        for g in picks:
+            sampler = self.samplers[g]
+            s, q = sampler.sample(rng)
+            s_t, q_t = torch.from_numpy(s), torch.from_numpy(q)
+            xs.append(self.X[g][s_t])
+            xq.append(self.X[g][q_t])
+            if self.task == "classification":
+                ls, lq = sampler.labels()
+                ys.append(torch.from_numpy(ls))
+                yq.append(torch.from_numpy(lq))
+            else:
+                ys.append(self.y[g][s_t])
+                yq.append(self.y[g][q_t])
+        return tuple(torch.stack(t) for t in (xs, ys, xq, yq))
+
+
+class EpisodeDataset(torch.utils.data.Dataset):
+    """Episodes drawn from :class:`EpisodePools`, ``n_episodes`` per epoch.
+
+    ``fixed=False`` (training): fresh episodes every epoch from a seeded stream,
+    so a fit is reproducible and never holds more than one meta-batch of
+    episodes. ``fixed=True`` (validation): one set drawn once, the same every
+    epoch, so the monitored score moves only with the weights.
+    """
+
+    def __init__(self, pools, n_episodes, seed, fixed=False):
+        self.pools, self.n_episodes, self.fixed = pools, n_episodes, fixed
+        self.rng = np.random.RandomState(seed)
+        self._fixed = pools.draw(self.rng, n_episodes) if fixed else None
+
+    def __len__(self):
+        return self.n_episodes
+
+    def __getitem__(self, i):  # pragma: no cover - batches come from EpisodeLoader
+        raise TypeError("EpisodeDataset is iterated by meta-batches through EpisodeLoader.")
+
+    def batches(self, batch_size):
+        for start in range(0, self.n_episodes, batch_size):
+            n = min(batch_size, self.n_episodes - start)
+            if self.fixed:
+                xs, ys, xq, yq = (t[start : start + n] for t in self._fixed)
+            else:
+                xs, ys, xq, yq = self.pools.draw(self.rng, n)
+            yield {"xs": xs, "ys": ys, "xq": xq}, yq
+
+
+class EpisodeLoader:
+    """skorch iterator over an :class:`EpisodeDataset`: one batch is one meta-batch."""
+
+    def __init__(self, dataset, batch_size=16, **kwargs):
+        if kwargs:
+            raise TypeError(f"EpisodeLoader got unexpected options {sorted(kwargs)}")
+        self.dataset, self.batch_size = dataset, batch_size
+
+    def __len__(self):
+        return math.ceil(len(self.dataset) / self.batch_size)
+
+    def __iter__(self):
+        return self.dataset.batches(self.batch_size)
+
+
+class MetaNet(NeuralNet):
+    """skorch net whose training step is a MAML meta-step.
+
+    The module holds the meta-parameters (the learned initialisation); the
+    criterion is an :class:`~sklmeta._functional.EpisodeLoss`, used for the inner
+    loss and the meta-loss alike.
+
+    Parameters (besides skorch's)
+    -----------------------------
+    inner_lr, inner_steps, first_order
+        The inner loop of meta-training.
+    adapt_steps
+        Inner steps at adaptation time, used for validation episodes too, so
+        that early stopping watches what ``adapt`` will deliver.
+    """
+
+    def __init__(self, module, *args, inner_lr=0.01, inner_steps=1, adapt_steps=1,
+                 first_order=False, **kwargs):
+        super().__init__(module, *args, **kwargs)
+        self.inner_lr = inner_lr
+        self.inner_steps = inner_steps
+        self.adapt_steps = adapt_steps
+        self.first_order = first_order
+
+    def meta_parameters(self):
+        return dict(self.module_.named_parameters())
+
+    def query_outputs(self, Xi, training):
+        xs, ys, xq = (to_device(Xi[k], self.device) for k in ("xs", "ys", "xq"))
+        return adapt_predict(
+            self.module_, self.meta_parameters(), xs, ys, xq,
+            loss=self.criterion_, lr=self.inner_lr,
+            steps=self.inner_steps if training else self.adapt_steps,
+            first_order=self.first_order,
+        )
+
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        Xi, yq = batch
+        out = self.query_outputs(Xi, training=True)
+        loss = self.get_loss(out, to_device(yq, self.device), X=Xi, training=True)
+        loss.backward()
+        return {"loss": loss, "y_pred": out.detach()}
+
+    def _evaluate_batch(self, batch):
+        """Query loss and accuracy (None for regression) of one meta-batch, no graph."""
+        Xi, yq = batch
+        yq = to_device(yq, self.device)
+        with torch.no_grad():  # torch.func.grad still differentiates the inner loop
+            out = self.query_outputs(Xi, training=False)
+            loss = self.get_loss(out, yq, X=Xi, training=False)
+        acc = None
+        if self.criterion_.task == "classification":
+            pred = out[..., : self.criterion_.n_classes].argmax(-1)
+            acc = (pred == yq).float().mean().item()
+        return out, loss, acc
+
+    def validation_step(self, batch, **fit_params):
+        self._set_training(False)
+        out, loss, acc = self._evaluate_batch(batch)
+        if acc is not None:
+            self.history.record_batch("valid_acc", acc)
+        return {"loss": loss, "y_pred": out}
+
+    def evaluate(self, dataset):
+        """Mean query loss and accuracy over ``dataset`` (weighted by meta-batch size)."""
+        self._set_training(False)
+        totals, n = {"valid_loss": 0.0, "valid_acc": 0.0}, 0
+        for batch in self.get_iterator(dataset, training=False):
+            _, loss, acc = self._evaluate_batch(batch)
+            size = len(batch[1])
+            totals["valid_loss"] += loss.item() * size
+            totals["valid_acc"] += (acc or 0.0) * size
+            n += size
+        return {k: v / n for k, v in totals.items()}
+
+
+class RandomStartEarlyStopping(EarlyStopping):
+    """EarlyStopping that counts the random start as epoch 0.
+
+    Before training, the meta-validation score of the initial weights becomes
+    the score to beat and those weights the ones to restore, so a meta-training
+    run that only makes things worse (meta-overfitting) ends with the adapted
+    model no worse, on meta-validation episodes, than its own random start.
+    ``initial_score_`` holds that score and ``best_epoch_`` is 0 when it won.
+    """
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        super().on_train_begin(net, X=X, y=y, **kwargs)
+        _, dataset_valid = net.get_split_datasets(X, y)
+        if dataset_valid is None:
+            raise ValueError("RandomStartEarlyStopping needs meta-validation episodes.")
+        self.initial_score_ = net.evaluate(dataset_valid)[self.monitor]
+        self.dynamic_threshold_ = self._calc_new_threshold(self.initial_score_)
+        if self.load_best:
+            self.best_model_weights_ = {
+                k: v.detach().clone() for k, v in net.module_.state_dict().items()
+            }

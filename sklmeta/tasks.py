@@ -1,0 +1,259 @@
+"""Few-shot episodes from ordinary datasets.
+
+:class:`TaskSplitter` turns ``(X, y[, groups])`` into few-shot episodes and speaks
+scikit-learn's CV-splitter protocol, so the very same episodes can score a
+meta-learner and any other estimator (``cross_val_score(..., cv=splitter)``).
+:func:`train_test_split_classes` splits a dataset into class-disjoint
+meta-training and meta-test parts.
+"""
+
+import numbers
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils import _safe_indexing, check_random_state
+from sklearn.utils.validation import _num_samples, column_or_1d
+
+__all__ = ["TaskSplitter", "train_test_split_classes"]
+
+
+def _check_positive_int(value, name, minimum=1):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+
+
+class _EpisodeSampler:
+    """Draws one episode at a time from a single pool of rows.
+
+    Episodes are drawn with ``sample(rng)``; the support indices come first class by
+    class in the order the classes were drawn, so that ``labels`` (0..n_way-1 in that
+    order) is a fresh random class-to-label assignment for every episode.
+    """
+
+    def __init__(self, n_samples, y=None, *, n_way=None, k_shot=5, n_query=15, where=""):
+        self.n_way, self.k_shot, self.n_query = n_way, k_shot, n_query
+        need = k_shot + n_query
+        if n_way is None:
+            if n_samples < need:
+                raise ValueError(
+                    f"{where}has {n_samples} samples, fewer than k_shot + n_query = "
+                    f"{k_shot} + {n_query} = {need}."
+                )
+            self.n_samples = n_samples
+            return
+        classes, y_idx = np.unique(y, return_inverse=True)
+        if n_way > len(classes):
+            raise ValueError(
+                f"n_way={n_way} is larger than the number of classes {where or 'in y '}"
+                f"({len(classes)}: {classes.tolist()})."
+            )
+        counts = np.bincount(y_idx, minlength=len(classes))
+        small = counts < need
+        if small.any():
+            detail = ", ".join(
+                f"class {c!r} has {n}" for c, n in zip(classes[small], counts[small])
+            )
+            raise ValueError(
+                f"Every class {where}needs at least k_shot + n_query = {k_shot} + {n_query} = "
+                f"{need} samples; {detail}."
+            )
+        self.classes = classes
+        order = np.argsort(y_idx, kind="stable")
+        self.class_rows = np.split(order, np.cumsum(counts)[:-1])
+
+    def sample(self, rng):
+        k = self.k_shot
+        if self.n_way is None:
+            rows = rng.choice(self.n_samples, self.k_shot + self.n_query, replace=False)
+            return rows[:k], rows[k:]
+        picked = rng.choice(len(self.class_rows), self.n_way, replace=False)
+        rows = [rng.choice(self.class_rows[c], k + self.n_query, replace=False) for c in picked]
+        support = np.concatenate([r[:k] for r in rows])
+        query = np.concatenate([r[k:] for r in rows])
+        return support, query
+
+    def labels(self):
+        """Episode-local labels of ``(support, query)`` as returned by :meth:`sample`."""
+        if self.n_way is None:
+            return None
+        return (
+            np.repeat(np.arange(self.n_way), self.k_shot),
+            np.repeat(np.arange(self.n_way), self.n_query),
+        )
+
+
+class TaskSplitter(BaseEstimator):
+    """Few-shot episodes as a scikit-learn cross-validation splitter.
+
+    Each split is one episode: a *support* set (the few labelled examples a
+    learner adapts on) and a disjoint *query* set (what it is scored on).
+
+    - With ``n_way``: an episode draws ``n_way`` classes at random and, from each,
+      ``k_shot`` support and ``n_query`` query samples ("N-way K-shot").
+    - Without ``n_way`` (regression, or tasks defined by groups): ``k_shot`` and
+      ``n_query`` count samples.
+    - With ``groups``: every episode is drawn from a single group (one group, one
+      task), chosen uniformly at random.
+
+    Because it speaks the CV-splitter protocol (``split`` and ``get_n_splits``),
+    ``cross_val_score(RandomForestClassifier(), X, y, cv=splitter)`` fits and scores
+    any estimator on exactly the episodes a meta-learner is scored on.
+
+    Parameters
+    ----------
+    n_way : int or None, default=None
+        Classes per episode. ``None`` draws samples regardless of class.
+    k_shot : int, default=5
+        Support samples per class (per episode when ``n_way`` is None).
+    n_query : int, default=15
+        Query samples per class (per episode when ``n_way`` is None).
+    n_tasks : int, default=100
+        Number of episodes ``split`` yields; for meta-estimators, the number of
+        training episodes per epoch.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the episodes. An int gives the same episodes at every ``split`` call.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.model_selection import cross_val_score
+    >>> from sklearn.neighbors import KNeighborsClassifier
+    >>> from sklmeta import TaskSplitter
+    >>> X, y = load_iris(return_X_y=True)
+    >>> splitter = TaskSplitter(n_way=2, k_shot=5, n_query=10, n_tasks=20, random_state=0)
+    >>> support, query = next(splitter.split(X, y))
+    >>> len(support), len(query), len(np.unique(y[support]))
+    (10, 20, 2)
+    >>> scores = cross_val_score(KNeighborsClassifier(1), X, y, cv=splitter)
+    >>> scores.shape
+    (20,)
+    """
+
+    def __init__(self, n_way=None, k_shot=5, n_query=15, n_tasks=100, random_state=None):
+        self.n_way = n_way
+        self.k_shot = k_shot
+        self.n_query = n_query
+        self.n_tasks = n_tasks
+        self.random_state = random_state
+
+    def _check_params(self):
+        if self.n_way is not None:
+            _check_positive_int(self.n_way, "n_way", minimum=2)
+        _check_positive_int(self.k_shot, "k_shot")
+        _check_positive_int(self.n_query, "n_query")
+        _check_positive_int(self.n_tasks, "n_tasks")
+
+    def get_n_splits(self, X=None, y=None, groups=None):
+        """Number of episodes ``split`` yields: ``n_tasks``."""
+        self._check_params()
+        return self.n_tasks
+
+    def _samplers(self, n_samples, y=None, groups=None):
+        """One sampler per pool (the whole data, or each group) and each pool's rows."""
+        self._check_params()
+        if self.n_way is not None:
+            if y is None:
+                raise ValueError("TaskSplitter with n_way needs y to draw classes from.")
+            y = column_or_1d(y)
+            if len(y) != n_samples:
+                raise ValueError(f"X has {n_samples} samples but y has {len(y)}.")
+        if groups is None:
+            pools = [np.arange(n_samples)]
+            names = [""]
+        else:
+            groups = column_or_1d(groups)
+            if len(groups) != n_samples:
+                raise ValueError(f"X has {n_samples} samples but groups has {len(groups)}.")
+            uniq, inv = np.unique(groups, return_inverse=True)
+            pools = [np.flatnonzero(inv == g) for g in range(len(uniq))]
+            names = [f"group {g!r} " for g in uniq]
+        samplers = [
+            _EpisodeSampler(
+                len(rows), None if y is None or self.n_way is None else y[rows],
+                n_way=self.n_way, k_shot=self.k_shot, n_query=self.n_query, where=name,
+            )
+            for rows, name in zip(pools, names)
+        ]
+        return samplers, pools
+
+    def split(self, X, y=None, groups=None):
+        """Yield ``(support_idx, query_idx)`` for ``n_tasks`` episodes.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,), default=None
+            Class labels; required when ``n_way`` is set.
+        groups : array-like of shape (n_samples,), default=None
+            Task membership: each episode is drawn from one group.
+
+        Yields
+        ------
+        support : ndarray of int
+            Row indices of the support set.
+        query : ndarray of int
+            Row indices of the query set, disjoint from ``support``.
+        """
+        samplers, pools = self._samplers(_num_samples(X), y, groups)
+        rng = check_random_state(self.random_state)
+        for _ in range(self.n_tasks):
+            g = rng.randint(len(samplers)) if len(samplers) > 1 else 0
+            support, query = samplers[g].sample(rng)
+            yield pools[g][support], pools[g][query]
+
+
+def train_test_split_classes(X, y, *, test_size=0.25, random_state=None):
+    """Split a dataset into class-disjoint meta-training and meta-test parts.
+
+    Few-shot evaluation asks how well a learner adapts to classes it has never
+    seen, so the classes (not the rows) are split.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,)
+    test_size : float or int, default=0.25
+        Fraction of the classes (float in (0, 1)) or number of classes (int) that go
+        to the test part.
+    random_state : int, RandomState instance or None, default=None
+
+    Returns
+    -------
+    X_train, X_test, y_train, y_test
+        Rows of the training classes and of the test classes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_digits
+    >>> from sklmeta import train_test_split_classes
+    >>> X, y = load_digits(return_X_y=True)
+    >>> X_tr, X_te, y_tr, y_te = train_test_split_classes(X, y, test_size=4, random_state=0)
+    >>> len(np.unique(y_tr)), len(np.unique(y_te)), set(y_tr) & set(y_te)
+    (6, 4, set())
+    """
+    y_arr = column_or_1d(y)
+    if _num_samples(X) != len(y_arr):
+        raise ValueError(f"X has {_num_samples(X)} samples but y has {len(y_arr)}.")
+    classes = np.unique(y_arr)
+    n = len(classes)
+    if isinstance(test_size, numbers.Integral):
+        n_test = int(test_size)
+    elif isinstance(test_size, numbers.Real) and 0 < test_size < 1:
+        n_test = int(round(test_size * n))
+    else:
+        raise ValueError(f"test_size must be a float in (0, 1) or an int; got {test_size!r}.")
+    if not 1 <= n_test <= n - 1:
+        raise ValueError(
+            f"test_size={test_size!r} leaves {n_test} of {n} classes for the test part; "
+            "both parts need at least one class."
+        )
+    rng = check_random_state(random_state)
+    test_classes = rng.permutation(classes)[:n_test]
+    test = np.isin(y_arr, test_classes)
+    train_idx, test_idx = np.flatnonzero(~test), np.flatnonzero(test)
+    return (
+        _safe_indexing(X, train_idx), _safe_indexing(X, test_idx),
+        _safe_indexing(y, train_idx), _safe_indexing(y, test_idx),
+    )
