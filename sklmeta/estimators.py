@@ -38,7 +38,7 @@ from ._training import (
     MetaNet,
     RandomStartEarlyStopping,
 )
-from .tasks import TaskSplitter, _EpisodeSampler
+from .tasks import TaskSplitter, _EpisodeSampler, _label
 
 __all__ = ["MAMLClassifier", "MAMLRegressor", "AdaptedClassifier", "AdaptedRegressor", "adapt"]
 
@@ -174,7 +174,7 @@ class _MetaEstimatorBase(BaseEstimator):
         groups = column_or_1d(groups)
         if len(groups) != len(y):
             raise ValueError(f"X has {len(y)} samples but groups has {len(groups)}.")
-        return [(X[groups == g], y[groups == g], f"group {g!r} ") for g in np.unique(groups)], False
+        return [(X[groups == g], y[groups == g], f"group {_label(g)} ") for g in np.unique(groups)], False
 
     def _validation_split(self, pools, n_way, splitter, rng):
         """Split pools into meta-training and meta-validation pools.
@@ -275,8 +275,11 @@ class _MetaEstimatorBase(BaseEstimator):
         self
         """
         splitter = self._check_params()
-        rng = check_random_state(self.random_state)
-        pools, from_tasks = self._pools(X, y, groups)
+        # Seeds drawn up front: the initial weights do not depend on whether a
+        # validation split is drawn, so max_epochs=0 gives this very network's random start.
+        init_seed, split_seed, train_seed, valid_seed = check_random_state(
+            self.random_state).randint(2**31, size=4)
+        pools, _ = self._pools(X, y, groups)
         widths = {p[0].shape[1] for p in pools}
         if self.standardize == "auto":
             self.standardize_ = len(widths) > 1
@@ -293,7 +296,8 @@ class _MetaEstimatorBase(BaseEstimator):
 
         valid_pools, why_not = None, "early_stopping=False"
         if self.early_stopping and self.max_epochs > 0:
-            train_pools, valid_pools, why_not = self._validation_split(pools, n_way, splitter, rng)
+            train_pools, valid_pools, why_not = self._validation_split(
+                pools, n_way, splitter, np.random.RandomState(split_seed))
         else:
             train_pools = pools
         if valid_pools is None and self.early_stopping is True and self.max_epochs > 0:
@@ -307,15 +311,15 @@ class _MetaEstimatorBase(BaseEstimator):
         self.early_stopping_ = valid_pools is not None
 
         train_ds = EpisodeDataset(
-            self._episode_pools(train_pools, n_way, splitter), splitter.n_tasks, rng.randint(2**31)
+            self._episode_pools(train_pools, n_way, splitter), splitter.n_tasks, train_seed
         )
         valid_ds = None
         if valid_pools is not None:
             valid_ds = EpisodeDataset(
                 self._episode_pools(valid_pools, n_way, splitter), splitter.n_tasks,
-                rng.randint(2**31), fixed=True,
+                valid_seed, fixed=True,
             )
-        module = self._build_module(n_way or 1, rng.randint(2**31))
+        module = self._build_module(n_way or 1, init_seed)
 
         callbacks = []
         if valid_ds is not None and self._task == "classification":
@@ -470,6 +474,8 @@ class _AdaptedBase(BaseEstimator):
         meta = self.meta_estimator
         check_is_fitted(meta, msg=(
             f"{type(meta).__name__} is not meta-trained yet: call fit(tasks) before adapt."))
+        if not meta.standardize_:
+            _check_feature_names(meta, X, reset=False)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32],
                              y_numeric=self._task == "regression")
         width = meta.n_features_in_
@@ -491,7 +497,6 @@ class _AdaptedBase(BaseEstimator):
                     f"X has {X.shape[1]} features, but {type(meta).__name__} was meta-trained "
                     f"on {width} features."
                 )
-            _check_feature_names(meta, X, reset=False)
             self.mean_ = self.scale_ = None
         device = meta.net_.device
         x = _embed(X, width, self.mean_, self.scale_, device)
@@ -501,7 +506,7 @@ class _AdaptedBase(BaseEstimator):
             n = len(self.classes_)
             if n < 2:
                 raise ValueError(
-                    f"The support set has a single class ({self.classes_[0]!r}); "
+                    f"The support set has a single class ({_label(self.classes_[0])}); "
                     "adapting a classifier needs at least 2."
                 )
             if n > meta.n_way_:

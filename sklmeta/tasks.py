@@ -22,6 +22,11 @@ def _check_positive_int(value, name, minimum=1):
         raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
 
 
+def _label(value):
+    """``repr`` of a label as the user wrote it (``2``, not ``np.int64(2)``)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 class _EpisodeSampler:
     """Draws one episode at a time from a single pool of rows.
 
@@ -44,17 +49,18 @@ class _EpisodeSampler:
         classes, y_idx = np.unique(y, return_inverse=True)
         if n_way > len(classes):
             raise ValueError(
-                f"n_way={n_way} is larger than the number of classes {where or 'in y '}"
+                f"n_way={n_way} is larger than the number of classes {'of ' + where if where else 'in y '}"
                 f"({len(classes)}: {classes.tolist()})."
             )
         counts = np.bincount(y_idx, minlength=len(classes))
         small = counts < need
         if small.any():
             detail = ", ".join(
-                f"class {c!r} has {n}" for c, n in zip(classes[small], counts[small])
+                f"class {_label(c)} has {n}" for c, n in zip(classes[small], counts[small])
             )
             raise ValueError(
-                f"Every class {where}needs at least k_shot + n_query = {k_shot} + {n_query} = "
+                f"Every class{' of ' + where if where else ' '}needs at least k_shot + n_query = "
+                f"{k_shot} + {n_query} = "
                 f"{need} samples; {detail}."
             )
         self.classes = classes
@@ -167,7 +173,7 @@ class TaskSplitter(BaseEstimator):
                 raise ValueError(f"X has {n_samples} samples but groups has {len(groups)}.")
             uniq, inv = np.unique(groups, return_inverse=True)
             pools = [np.flatnonzero(inv == g) for g in range(len(uniq))]
-            names = [f"group {g!r} " for g in uniq]
+            names = [f"group {_label(g)} " for g in uniq]
         samplers = [
             _EpisodeSampler(
                 len(rows), None if y is None or self.n_way is None else y[rows],

@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+import torch
+
+from sklmeta import MAMLClassifier, MAMLRegressor, TaskSplitter
+from sklmeta.datasets import make_classification_tasks, make_sinusoid_tasks
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _threads():
+    torch.set_num_threads(2)
+
+
+@pytest.fixture
+def class_tasks():
+    return make_classification_tasks(n_tasks=12, n_samples=40, n_features=10, n_informative=2,
+                                     random_state=0)
+
+
+@pytest.fixture
+def sine_tasks():
+    return make_sinusoid_tasks(n_tasks=40, n_samples=30, random_state=0)
+
+
+def small_classifier(n_way=2, **params):
+    splitter = TaskSplitter(n_way=n_way, k_shot=3, n_query=3, n_tasks=16, random_state=0)
+    defaults = dict(task_splitter=splitter, hidden_layer_sizes=(16,), max_epochs=2,
+                    meta_batch_size=4, random_state=0)
+    return MAMLClassifier(**{**defaults, **params})
+
+
+def small_regressor(**params):
+    splitter = TaskSplitter(k_shot=5, n_query=5, n_tasks=16, random_state=0)
+    defaults = dict(task_splitter=splitter, hidden_layer_sizes=(16,), max_epochs=2,
+                    meta_batch_size=4, random_state=0)
+    return MAMLRegressor(**{**defaults, **params})
+
+
+def weights(meta):
+    return [p.detach().clone() for p in meta.module_.parameters()]
+
+
+def same_weights(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def stack_tasks(tasks):
+    """A task list as one (X, y, groups) dataset."""
+    X = np.concatenate([t[0] for t in tasks])
+    y = np.concatenate([t[1] for t in tasks])
+    groups = np.repeat(np.arange(len(tasks)), [len(t[1]) for t in tasks])
+    return X, y, groups

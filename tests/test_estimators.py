@@ -1,0 +1,373 @@
+import pickle
+import warnings
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import same_weights, small_classifier, small_regressor, stack_tasks, weights
+from skorch.callbacks import Callback, EarlyStopping
+from sklearn.base import clone
+from sklearn.datasets import load_breast_cancer, load_iris, load_wine
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import sklmeta
+from sklmeta import AdaptedClassifier, AdaptedRegressor, MAMLClassifier, TaskSplitter
+from sklmeta.datasets import make_sinusoid_tasks
+
+
+# ---------------------------------------------------------------- the adapt contract
+def test_adapt_returns_a_new_fitted_estimator_and_leaves_meta_unchanged(class_tasks):
+    meta = small_classifier().fit(class_tasks)
+    before = weights(meta)
+    X, y = class_tasks[0]
+    clf = meta.adapt(X[:6], y[:6])
+    assert isinstance(clf, AdaptedClassifier) and clf is not meta
+    assert same_weights(before, weights(meta))
+    proba = clf.predict_proba(X[6:])
+    assert proba.shape == (34, 2) and np.allclose(proba.sum(1), 1)
+    assert set(clf.predict(X[6:])) <= {0, 1}
+    assert 0 <= clf.score(X[6:], y[6:]) <= 1
+    assert not hasattr(meta, "predict")
+    # adapted weights differ from the meta-learned initialisation
+    assert not same_weights(before, clf.params_.values())
+
+
+def test_labels_are_mapped_back_to_the_users_labels(class_tasks):
+    meta = small_classifier().fit(class_tasks)
+    X, y = class_tasks[1]
+    names = np.array(["cat", "dog"])[y]
+    clf = meta.adapt(X[:10], names[:10])
+    assert clf.classes_.tolist() == ["cat", "dog"]
+    assert set(clf.predict(X[10:])) <= {"cat", "dog"}
+    # renaming the labels changes nothing but the names
+    np.testing.assert_array_equal(clf.predict(X[10:]),
+                                  np.array(["cat", "dog"])[meta.adapt(X[:10], y[:10]).predict(X[10:])])
+
+
+def test_fewer_classes_than_n_way_use_the_first_outputs():
+    X, y = load_iris(return_X_y=True)
+    meta = small_classifier(n_way=3, early_stopping=False).fit(X, y)
+    two = y < 2
+    clf = meta.adapt(X[two][::5], y[two][::5])
+    assert clf.predict_proba(X[two]).shape == (100, 2)
+    assert set(clf.predict(X)) <= {0, 1}
+
+
+def test_batched_adaptation_equals_one_at_a_time(class_tasks):
+    meta = small_classifier().fit(class_tasks)
+    X, y, groups = stack_tasks(class_tasks)
+    splitter = TaskSplitter(n_way=2, k_shot=3, n_query=5, n_tasks=10, random_state=1)
+    one_by_one = cross_val_score(AdaptedClassifier(meta), X, y, groups=groups, cv=splitter)
+    batched = meta._episode_scores(X, y, episodes=list(splitter.split(X, y, groups)))
+    np.testing.assert_allclose(batched, one_by_one)
+    meta.set_params(task_splitter=splitter)
+    assert meta.score(X, y, groups) == pytest.approx(one_by_one.mean())
+
+
+def test_score_accepts_a_task_list(class_tasks):
+    meta = small_classifier().fit(class_tasks[:8])
+    assert 0 <= meta.score(class_tasks[8:]) <= 1
+
+
+def test_regressor_adapts_and_predicts(sine_tasks):
+    reg = small_regressor().fit(sine_tasks)
+    x, y = sine_tasks[0]
+    fitted = reg.adapt(x[:5], y[:5])
+    assert isinstance(fitted, AdaptedRegressor)
+    assert fitted.predict(x).shape == (30,) and fitted.predict(x).dtype == np.float64
+    assert np.isfinite(reg.score(sine_tasks[:5]))
+
+
+# ------------------------------------------------------------------- bad input
+def test_adapt_before_fit_names_the_problem():
+    with pytest.raises(NotFittedError, match="not meta-trained yet"):
+        small_classifier().adapt(np.zeros((4, 2)), [0, 1, 0, 1])
+
+
+def test_adapt_with_more_classes_than_n_way(class_tasks):
+    meta = small_classifier().fit(class_tasks)
+    X, _ = class_tasks[0]
+    with pytest.raises(ValueError, match="has 3 classes.*n_way=2 outputs"):
+        meta.adapt(X[:6], [0, 1, 2, 0, 1, 2])
+
+
+def test_adapt_with_a_single_class(class_tasks):
+    meta = small_classifier().fit(class_tasks)
+    with pytest.raises(ValueError, match=r"single class \('a'\)"):
+        meta.adapt(class_tasks[0][0][:4], ["a"] * 4)
+
+
+def test_adapt_width_mismatch(class_tasks):
+    meta = small_classifier().fit(class_tasks)
+    with pytest.raises(ValueError, match="X has 9 features.*meta-trained on 10 features"):
+        meta.adapt(np.zeros((4, 9)), [0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_input_is_rejected(class_tasks, bad):
+    X, y = class_tasks[0]
+    X = X.copy()
+    X[3, 2] = bad
+    with pytest.raises(ValueError, match="task 0: Input X contains (NaN|infinity)"):
+        small_classifier().fit([(X, y)] + class_tasks[1:])
+    with pytest.raises(ValueError, match="Input X contains (NaN|infinity)"):
+        small_classifier(early_stopping=False).fit(X, y)
+    meta = small_classifier().fit(class_tasks)
+    with pytest.raises(ValueError, match="Input X contains (NaN|infinity)"):
+        meta.adapt(X[:6], y[:6])
+
+
+def test_empty_task_list():
+    with pytest.raises(ValueError, match="empty task list"):
+        small_classifier().fit([])
+
+
+def test_fit_needs_y_or_tasks():
+    with pytest.raises(ValueError, match=r"needs \(X, y\) or a list"):
+        small_classifier().fit(np.zeros((10, 2)))
+
+
+def test_labels_outside_the_support_set_are_an_error_when_scoring(class_tasks):
+    meta = small_classifier().fit(class_tasks)
+    X, y = class_tasks[0]
+    clf = meta.adapt(X[:6], y[:6])
+    with pytest.raises(ValueError, match=r"labels \[7\] that are not among .* \[0, 1\]"):
+        clf.score(X[:3], [0, 1, 7])
+
+
+def test_too_few_samples_per_class_is_named(class_tasks):
+    X, y = class_tasks[0]
+    meta = small_classifier(task_splitter=TaskSplitter(n_way=2, k_shot=15, n_query=10))
+    with pytest.raises(ValueError, match=r"Every class of task \d+ needs at least k_shot \+ n_query = 15 \+ 10 = 25 "
+                       r"samples; class 0 has 20, class 1 has 20\."):
+        meta.fit(class_tasks)
+
+
+def test_n_way_above_the_number_of_classes(class_tasks):
+    with pytest.raises(ValueError, match="n_way=3 is larger than the number of classes"):
+        small_classifier(n_way=3, early_stopping=False).fit(class_tasks)
+
+
+@pytest.mark.parametrize("param, value, message", [
+    ("inner_steps", 0, "inner_steps must be an integer >= 1"),
+    ("inner_lr", -0.1, "inner_lr must be a positive number"),
+    ("early_stopping", "yes", "early_stopping must be"),
+    ("validation_fraction", 1.5, "validation_fraction must be in"),
+    ("task_splitter", 5, "task_splitter must be a sklmeta.TaskSplitter"),
+])
+def test_bad_parameters_are_named_at_fit(class_tasks, param, value, message):
+    with pytest.raises(ValueError, match=message):
+        small_classifier(**{param: value}).fit(class_tasks)
+
+
+def test_regressor_rejects_n_way(sine_tasks):
+    with pytest.raises(ValueError, match="n_way is for classification"):
+        small_regressor(task_splitter=TaskSplitter(n_way=2)).fit(sine_tasks)
+
+
+# ------------------------------------------------------- mixed widths, dataframes
+def test_tasks_of_different_widths_are_standardised_and_padded():
+    X_iris, y_iris = load_iris(return_X_y=True)
+    X_bc, y_bc = load_breast_cancer(return_X_y=True)
+    X_wine, y_wine = load_wine(return_X_y=True)
+    keep = y_iris < 2
+    meta = small_classifier().fit([(X_iris[keep], y_iris[keep]), (X_bc, y_bc)])
+    assert meta.standardize_ and meta.n_features_in_ == 30
+    clf = meta.adapt(X_wine[[0, 1, 2, 70, 71, 72]], y_wine[[0, 1, 2, 70, 71, 72]])
+    assert clf.n_features_in_ == 13 and clf.predict(X_wine[:5]).shape == (5,)
+    # the support set's statistics standardise the queries too
+    np.testing.assert_allclose(clf.mean_, X_wine[[0, 1, 2, 70, 71, 72]].mean(0), rtol=1e-5)
+    with pytest.raises(ValueError, match="X has 31 features.*adapt accepts at most 30"):
+        meta.adapt(np.ones((4, 31)), [0, 1, 0, 1])
+    with pytest.raises(ValueError, match="single sample cannot be standardised"):
+        meta.adapt(X_wine[:1], y_wine[:1])
+    with pytest.raises(ValueError, match="different widths"):
+        small_classifier(standardize=False).fit([(X_iris[keep], y_iris[keep]), (X_bc, y_bc)])
+
+
+def test_dataframe_feature_names_are_kept_and_checked_at_adapt(class_tasks):
+    X, y = class_tasks[0]
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(10)])
+    meta = small_classifier(early_stopping=False).fit(df, y)
+    assert meta.feature_names_in_.tolist() == list(df.columns)
+    assert meta.adapt(df.iloc[:6], y[:6]).predict(df.iloc[6:]).shape == (34,)
+    with pytest.raises(ValueError, match="feature names"):
+        meta.adapt(df.iloc[:6, ::-1], y[:6])
+
+
+# ------------------------------------------------ reproducibility and persistence
+def test_same_random_state_same_weights_and_scores(class_tasks):
+    a, b = small_classifier().fit(class_tasks), small_classifier().fit(class_tasks)
+    assert same_weights(weights(a), weights(b))
+    assert a.score(class_tasks[:4]) == b.score(class_tasks[:4])
+    c = small_classifier(random_state=1).fit(class_tasks)
+    assert not same_weights(weights(a), weights(c))
+
+
+def test_random_start_is_the_same_network(class_tasks):
+    trained = small_classifier(max_epochs=0).fit(class_tasks)
+    other = small_classifier(max_epochs=0, early_stopping=False, meta_lr=0.5).fit(class_tasks)
+    assert same_weights(weights(trained), weights(other))
+
+
+@pytest.mark.parametrize("dump, load", [
+    (pickle.dumps, pickle.loads),
+    (lambda est: joblib_dump(est), lambda blob: joblib_load(blob)),
+])
+def test_pickle_and_joblib_round_trips_predict_identically(class_tasks, dump, load):
+    meta = small_classifier().fit(class_tasks)
+    X, y = class_tasks[2]
+    clf = meta.adapt(X[:6], y[:6])
+    meta2, clf2 = load(dump(meta)), load(dump(clf))
+    np.testing.assert_array_equal(clf2.predict_proba(X), clf.predict_proba(X))
+    np.testing.assert_array_equal(meta2.adapt(X[:6], y[:6]).predict_proba(X), clf.predict_proba(X))
+    assert meta2.score(class_tasks[:3]) == meta.score(class_tasks[:3])
+
+
+def joblib_dump(est):
+    import io
+    buf = io.BytesIO()
+    joblib.dump(est, buf)
+    return buf.getvalue()
+
+
+def joblib_load(blob):
+    import io
+    return joblib.load(io.BytesIO(blob))
+
+
+# ------------------------------------------------------- scikit-learn integration
+def test_clone_and_params_are_verbatim(class_tasks):
+    callbacks = [EarlyStopping(patience=3)]
+    meta = small_classifier(callbacks=callbacks, hidden_layer_sizes=(8, 4))
+    params = meta.get_params()
+    assert params["callbacks"] is callbacks and params["hidden_layer_sizes"] == (8, 4)
+    assert params["task_splitter__k_shot"] == 3
+    twin = clone(meta)
+    assert twin.get_params()["hidden_layer_sizes"] == (8, 4)
+    meta.fit(class_tasks)
+    assert meta.get_params()["callbacks"] is callbacks and callbacks[0].patience == 3
+    assert not hasattr(twin, "net_")
+
+
+def test_adapted_estimator_clones_share_the_meta_estimator(class_tasks):
+    meta = small_classifier().fit(class_tasks)
+    twin = clone(AdaptedClassifier(meta))
+    assert twin.meta_estimator is meta and not hasattr(twin, "params_")
+
+
+def test_grid_search_over_meta_hyperparameters():
+    X, y = load_iris(return_X_y=True)
+    grid = GridSearchCV(small_classifier(n_way=3, max_epochs=1, early_stopping=False),
+                        {"inner_lr": [0.1, 0.4], "inner_steps": [1, 2]}, cv=2)
+    grid.fit(X, y)
+    assert len(grid.cv_results_["mean_test_score"]) == 4
+    assert np.isfinite(grid.cv_results_["mean_test_score"]).all()
+    assert grid.best_params_["inner_lr"] in (0.1, 0.4)
+
+
+def test_pipeline_fits_scores_and_adapts_through_sklmeta_adapt(class_tasks):
+    X, y, groups = stack_tasks(class_tasks)
+    pipe = make_pipeline(StandardScaler(), small_classifier()).fit(X, y, mamlclassifier__groups=groups)
+    assert 0 <= pipe.score(X, y) <= 1
+    scaler_before = pipe[0].mean_.copy()
+    adapted = sklmeta.adapt(pipe, X[:6], y[:6])
+    expected = pipe[-1].adapt(pipe[0].transform(X[:6]), y[:6]).predict(pipe[0].transform(X))
+    np.testing.assert_array_equal(adapted.predict(X), expected)
+    np.testing.assert_array_equal(pipe[0].mean_, scaler_before)
+    assert adapted[0] is not pipe[0]
+    with pytest.raises(TypeError, match="not a meta-estimator"):
+        sklmeta.adapt(StandardScaler(), X, y)
+
+
+# -------------------------------------------------------------- the skorch loop
+def test_history_and_verbose_progress(class_tasks, capsys):
+    meta = small_classifier(max_epochs=3, verbose=1, n_iter_no_change=10).fit(class_tasks)
+    assert len(meta.history_) == 3 and meta.history_ is meta.net_.history
+    assert {"train_loss", "valid_loss", "valid_acc"} <= set(meta.history_[-1])
+    captured = capsys.readouterr()
+    assert "train_loss" in captured.out and "valid_acc" in captured.out
+
+
+class CountEpochs(Callback):
+    def __init__(self):
+        self.epochs = 0
+
+    def on_epoch_end(self, net, **kwargs):
+        self.epochs += 1
+
+
+def test_user_callbacks_run_on_a_copy_and_skorch_early_stopping_works(class_tasks):
+    counter = CountEpochs()
+    stop = EarlyStopping(monitor="valid_loss", patience=2, threshold=100.0, threshold_mode="abs")
+    meta = small_classifier(max_epochs=10, n_iter_no_change=10, callbacks=[counter, stop])
+    meta.fit(class_tasks)
+    # epoch 1 sets the bar, epochs 2 and 3 miss it by 100: stopped after 3 epochs
+    assert len(meta.history_) == 3
+    assert dict(meta.net_.callbacks_)["CountEpochs"].epochs == 3 and counter.epochs == 0
+
+
+# -------------------------------------------------------------- early stopping
+class WreckWeights(Callback):
+    """Zero every weight after each meta-step: meta-training that only hurts."""
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training:
+            with torch.no_grad():
+                for p in net.module_.parameters():
+                    p.zero_()
+
+
+def test_meta_overfitting_falls_back_to_the_random_start(class_tasks):
+    meta = small_classifier(max_epochs=3, n_iter_no_change=5, callbacks=[WreckWeights()])
+    meta.fit(class_tasks)
+    start = small_classifier(max_epochs=0).fit(class_tasks)
+    # zero weights adapt to constant logits: chance (0.5) on balanced queries
+    assert list(meta.history_[:, "valid_acc"]) == [0.5, 0.5, 0.5]
+    assert meta.early_stopping_ and meta.initial_valid_score_ > 0.5
+    assert meta.best_epoch_ == 0 and same_weights(weights(meta), weights(start))
+
+
+def test_held_out_classes_tasks_and_rows(class_tasks):
+    from sklearn.datasets import load_digits
+    X, y = load_digits(return_X_y=True)
+    meta = small_classifier(n_way=2, max_epochs=1).fit(X[y < 4], y[y < 4])  # 2 of 4 held out
+    assert meta.early_stopping_ and len(meta.history_) == 1
+    meta = small_classifier(max_epochs=1).fit(class_tasks)  # tasks held out
+    assert meta.early_stopping_
+    x, t = make_sinusoid_tasks(n_tasks=1, n_samples=100, random_state=0)[0]
+    reg = small_regressor(max_epochs=1).fit(x, t)  # 20 of 100 rows held out
+    assert reg.early_stopping_ and "valid_loss" in reg.history_[-1]
+
+
+def test_early_stopping_auto_warns_when_the_data_do_not_allow_it():
+    X, y = load_iris(return_X_y=True)
+    with pytest.warns(UserWarning, match="3 classes are too few to hold out n_way=2"):
+        small_classifier(max_epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match="early_stopping=True but the data do not allow it"):
+        small_classifier(max_epochs=1, early_stopping=True).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        small_classifier(max_epochs=1, early_stopping=False).fit(X, y)
+
+
+# ------------------------------------------------------------------ it learns
+def test_sinusoid_meta_training_beats_the_random_start():
+    train = make_sinusoid_tasks(n_tasks=200, n_samples=20, random_state=0)
+    test = make_sinusoid_tasks(n_tasks=100, n_samples=20, random_state=1)
+    splitter = TaskSplitter(k_shot=10, n_query=10, n_tasks=200, random_state=0)
+    params = dict(task_splitter=splitter, hidden_layer_sizes=(40, 40), meta_batch_size=10,
+                  meta_lr=1e-2, random_state=0)
+    meta = sklmeta.MAMLRegressor(max_epochs=15, **params).fit(train)
+    start = sklmeta.MAMLRegressor(max_epochs=0, **params).fit(train)
+
+    def mse(est):
+        return np.mean([np.mean((est.adapt(x[:10], y[:10]).predict(x[10:]) - y[10:]) ** 2)
+                        for x, y in test])
+
+    assert mse(meta) < 0.5 * mse(start)
