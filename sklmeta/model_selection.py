@@ -39,7 +39,7 @@ def mean_ci(scores, confidence=0.95):
     if len(scores) < 2:
         return m, np.nan, np.nan
     half = stats.t.ppf(0.5 + confidence / 2, len(scores) - 1) * stats.sem(scores)
-    return m, m - half, m + half
+    return m, float(m - half), float(m + half)
 
 
 def _final_step(est):
