@@ -18,10 +18,12 @@ from skorch.helper import predefined_split
 from skorch.utils import noop
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score, r2_score
-from sklearn.utils import _safe_indexing, check_random_state
+from sklearn.base import clone
+from sklearn.utils import ClassifierTags, RegressorTags, _safe_indexing, check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     _check_feature_names,
+    _check_n_features,
     check_array,
     check_is_fitted,
     check_X_y,
@@ -234,7 +236,14 @@ class _MetaEstimatorBase(BaseEstimator):
                 f"The tasks have different numbers of classes ({sorted(counts)}); set "
                 "task_splitter.n_way to the number of classes per episode."
             )
-        return counts.pop()
+        n_way = counts.pop()
+        if n_way < 2:
+            (X, y, name), = pools[:1]
+            raise ValueError(
+                f"{type(self).__name__} needs at least 2 classes per task; "
+                f"{name or 'y '}has only 1 class ({_label(y[0])})."
+            )
+        return n_way
 
     def _build_module(self, n_outputs, seed):
         with torch.random.fork_rng(devices=[]):
@@ -424,9 +433,22 @@ class _MetaEstimatorBase(BaseEstimator):
         """
         return float(np.mean(self._episode_scores(X, y, groups)))
 
+    def _scoring_splitter(self, y):
+        """The task_splitter as ``score`` uses it.
+
+        Classifier episodes always draw classes: with ``n_way=None``, as many as
+        the data have, up to ``n_way_``. An unseeded splitter takes the
+        estimator's ``random_state``, so a seeded estimator scores reproducibly.
+        """
+        splitter = clone(self.task_splitter if self.task_splitter is not None else TaskSplitter())
+        if splitter.random_state is None:
+            splitter.set_params(random_state=self.random_state)
+        if self._task == "classification" and splitter.n_way is None:
+            splitter.set_params(n_way=min(self.n_way_, len(np.unique(column_or_1d(y)))))
+        return splitter
+
     def _episode_scores(self, X, y=None, groups=None, episodes=None):
         check_is_fitted(self)
-        splitter = self.task_splitter if self.task_splitter is not None else TaskSplitter()
         if _is_task_list(X, y):
             if not X:
                 raise ValueError("score got an empty task list.")
@@ -435,6 +457,7 @@ class _MetaEstimatorBase(BaseEstimator):
             y_all = np.concatenate([column_or_1d(t[1]) for t in X])
             groups = np.repeat(np.arange(len(X)), np.diff(offsets))
             per_task = [[] for _ in X]
+            splitter = self._scoring_splitter(y_all)
             for s, q in splitter.split(np.empty((len(y_all), 0)), y_all, groups):
                 t = np.searchsorted(offsets, s[0], side="right") - 1
                 per_task[t].append((s - offsets[t], q - offsets[t]))
@@ -443,7 +466,9 @@ class _MetaEstimatorBase(BaseEstimator):
                 for (Xt, yt), eps in zip(X, per_task) if eps
             ])
         if episodes is None:
-            episodes = list(splitter.split(X, y, groups))
+            if y is None:
+                raise ValueError(f"{type(self).__name__}.score needs (X, y) or a list of tasks.")
+            episodes = list(self._scoring_splitter(y).split(X, y, groups))
         adapted = self._adapt_episodes(X, y, episodes)
         return np.array([
             a.score(_safe_indexing(X, q), _safe_indexing(y, q))
@@ -492,11 +517,7 @@ class _AdaptedBase(BaseEstimator):
                 )
             self.mean_, self.scale_ = _standardiser(X)
         else:
-            if X.shape[1] != width:
-                raise ValueError(
-                    f"X has {X.shape[1]} features, but {type(meta).__name__} was meta-trained "
-                    f"on {width} features."
-                )
+            _check_n_features(meta, X, reset=False)
             self.mean_ = self.scale_ = None
         device = meta.net_.device
         x = _embed(X, width, self.mean_, self.scale_, device)
@@ -771,6 +792,7 @@ class MAMLClassifier(_MetaEstimatorBase):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.estimator_type = "classifier"
+        tags.classifier_tags = ClassifierTags()
         return tags
 
 
@@ -829,6 +851,7 @@ class MAMLRegressor(_MetaEstimatorBase):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.estimator_type = "regressor"
+        tags.regressor_tags = RegressorTags()
         return tags
 
 

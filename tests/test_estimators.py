@@ -104,7 +104,7 @@ def test_adapt_with_a_single_class(class_tasks):
 
 def test_adapt_width_mismatch(class_tasks):
     meta = small_classifier().fit(class_tasks)
-    with pytest.raises(ValueError, match="X has 9 features.*meta-trained on 10 features"):
+    with pytest.raises(ValueError, match="X has 9 features, but MAMLClassifier is expecting 10 features"):
         meta.adapt(np.zeros((4, 9)), [0, 1, 0, 1])
 
 
@@ -371,3 +371,19 @@ def test_sinusoid_meta_training_beats_the_random_start():
                         for x, y in test])
 
     assert mse(meta) < 0.5 * mse(start)
+
+
+def test_a_single_class_cannot_be_meta_trained():
+    X = np.random.RandomState(0).rand(30, 3)
+    with pytest.raises(ValueError, match=r"at least 2 classes per task; y has only 1 class \(7\)"):
+        small_classifier(early_stopping=False).fit(X, np.full(30, 7))
+
+
+def test_score_is_seeded_by_the_estimator_and_draws_classes():
+    X, y = load_iris(return_X_y=True)
+    meta = small_classifier(n_way=3, early_stopping=False,
+                            task_splitter=TaskSplitter(k_shot=2, n_query=3, n_tasks=5)).fit(X, y)
+    assert meta.n_way_ == 3
+    # unseeded splitter: episodes follow the estimator's random_state, classes are drawn
+    assert meta.score(X, y) == meta.score(X, y)
+    assert 0 <= meta.score(X[y < 2], y[y < 2]) <= 1  # two classes: 2-way episodes
