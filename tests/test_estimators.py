@@ -376,7 +376,8 @@ def test_sinusoid_meta_training_beats_the_random_start():
 def test_a_single_class_cannot_be_meta_trained():
     X = np.random.RandomState(0).rand(30, 3)
     with pytest.raises(ValueError, match=r"at least 2 classes per task; y has only 1 class \(7\)"):
-        small_classifier(early_stopping=False).fit(X, np.full(30, 7))
+        small_classifier(early_stopping=False, task_splitter=TaskSplitter(k_shot=2, n_query=2)).fit(
+            X, np.full(30, 7))
 
 
 def test_score_is_seeded_by_the_estimator_and_draws_classes():
