@@ -1,0 +1,29 @@
+"""The README's benchmark script runs end to end (on its --quick smoke-test budget)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "few_shot_accuracy.py"
+HEADINGS = [
+    "## 1. Sinusoid regression",
+    "## 2. Shared-structure classification",
+    "## 3. Digits, unseen classes",
+]
+
+
+@pytest.mark.slow
+def test_few_shot_accuracy_quick(tmp_path):
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")  # tiny tensors: extra threads only add overhead
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    for heading in HEADINGS:
+        assert heading in proc.stdout, heading
+    assert "Total wall time" in proc.stdout
