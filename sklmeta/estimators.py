@@ -152,7 +152,11 @@ class _MetaEstimatorBase(BaseEstimator):
         return X, y
 
     def _pools(self, X, y, groups):
-        """The task pools of a fit: ``[(X_i, y_i, name)]``, and whether X was a task list."""
+        """The task pools of a fit: ``[(X_i, y_i, name)]``, their unit and their keys.
+
+        The unit is "tasks" (a task list; keys are task indices), "groups" (keys are
+        the group labels) or None (a single dataset).
+        """
         if _is_task_list(X, y):
             if len(X) == 0:
                 raise ValueError("fit(tasks) got an empty task list; give at least one task.")
@@ -165,53 +169,62 @@ class _MetaEstimatorBase(BaseEstimator):
             self.n_features_in_ = max(p[0].shape[1] for p in pools)
             if hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_
-            return pools, True
+            return pools, "tasks", list(range(len(pools)))
         if y is None:
             raise ValueError(
                 f"{type(self).__name__}.fit needs (X, y) or a list of (X_i, y_i) task datasets."
             )
         X, y = self._check_xy(X, y, reset=True)
         if groups is None:
-            return [(X, y, "")], False
+            return [(X, y, "")], None, [None]
         groups = column_or_1d(groups)
         if len(groups) != len(y):
             raise ValueError(f"X has {len(y)} samples but groups has {len(groups)}.")
-        return [(X[groups == g], y[groups == g], f"group {_label(g)} ") for g in np.unique(groups)], False
+        keys = np.unique(groups)
+        pools = [(X[groups == g], y[groups == g], f"group {_label(g)} ") for g in keys]
+        return pools, "groups", [k.item() if isinstance(k, np.generic) else k for k in keys]
 
-    def _validation_split(self, pools, n_way, splitter, rng):
+    def _validation_split(self, pools, unit, keys, n_way, splitter, rng):
         """Split pools into meta-training and meta-validation pools.
 
         Held out: whole tasks (groups, task datasets) when there are several;
         otherwise whole classes (classification); otherwise rows (regression).
-        Returns ``(train_pools, valid_pools, reason)``; ``valid_pools`` is None when
-        the data do not allow it, and ``reason`` says why.
+        Returns ``(train_pools, valid_pools, split, reason)``: ``split`` describes
+        what was held out (the ``validation_split_`` attribute); ``valid_pools`` is
+        None when the data do not allow it, and ``reason`` says why.
         """
         frac = self.validation_fraction
         if len(pools) >= 2:
             n_val = max(1, int(round(frac * len(pools))))
             if len(pools) - n_val < 1:
-                return pools, None, f"{len(pools)} tasks are too few to hold some out"
+                return pools, None, None, f"{len(pools)} {unit} are too few to hold some out"
             order = rng.permutation(len(pools))
-            return [pools[i] for i in order[n_val:]], [pools[i] for i in order[:n_val]], ""
+            split = {"unit": unit, "held_out": sorted(keys[i] for i in order[:n_val]),
+                     "n_kept": len(pools) - n_val}
+            return [pools[i] for i in order[n_val:]], [pools[i] for i in order[:n_val]], split, ""
         X, y, name = pools[0]
         if self._task == "classification":
             classes = np.unique(y)
             n_val = max(n_way, int(round(frac * len(classes))))
             if len(classes) - n_val < n_way:
-                return pools, None, (
+                return pools, None, None, (
                     f"{len(classes)} classes are too few to hold out n_way={n_way} for "
                     f"meta-validation and keep n_way for meta-training (needs {2 * n_way})"
                 )
-            val_classes = rng.permutation(classes)[:n_val]
+            val_classes = np.sort(rng.permutation(classes)[:n_val])
             held = np.isin(y, val_classes)
+            split = {"unit": "classes", "held_out": val_classes.tolist(),
+                     "n_kept": len(classes) - n_val}
         else:
             need = splitter.k_shot + splitter.n_query
             n_val = int(round(frac * len(y)))
             if n_val < need or len(y) - n_val < need:
-                return pools, None, f"{len(y)} rows are too few to hold some out"
+                return pools, None, None, f"{len(y)} rows are too few to hold some out"
             held = np.zeros(len(y), dtype=bool)
             held[rng.permutation(len(y))[:n_val]] = True
-        return [(X[~held], y[~held], name)], [(X[held], y[held], name)], ""
+            split = {"unit": "rows", "held_out": np.flatnonzero(held).tolist(),
+                     "n_kept": len(y) - n_val}
+        return [(X[~held], y[~held], name)], [(X[held], y[held], name)], split, ""
 
     def _episode_pools(self, pools, n_way, splitter):
         samplers, tensors, targets = [], [], []
@@ -288,7 +301,7 @@ class _MetaEstimatorBase(BaseEstimator):
         # validation split is drawn, so max_epochs=0 gives this very network's random start.
         init_seed, split_seed, train_seed, valid_seed = check_random_state(
             self.random_state).randint(2**31, size=4)
-        pools, _ = self._pools(X, y, groups)
+        pools, unit, keys = self._pools(X, y, groups)
         widths = {p[0].shape[1] for p in pools}
         if self.standardize == "auto":
             self.standardize_ = len(widths) > 1
@@ -303,10 +316,10 @@ class _MetaEstimatorBase(BaseEstimator):
         self.n_way_ = n_way
         self.adapt_steps_ = self.adapt_steps if self.adapt_steps is not None else self.inner_steps
 
-        valid_pools, why_not = None, "early_stopping=False"
+        valid_pools, self.validation_split_, why_not = None, None, "early_stopping=False"
         if self.early_stopping and self.max_epochs > 0:
-            train_pools, valid_pools, why_not = self._validation_split(
-                pools, n_way, splitter, np.random.RandomState(split_seed))
+            train_pools, valid_pools, self.validation_split_, why_not = self._validation_split(
+                pools, unit, keys, n_way, splitter, np.random.RandomState(split_seed))
         else:
             train_pools = pools
         if valid_pools is None and self.early_stopping is True and self.max_epochs > 0:
@@ -721,6 +734,12 @@ _PARAMS_DOC = """
     standardize_ : bool
     early_stopping_ : bool
         Whether meta-validation episodes were held out.
+    validation_split_ : dict or None
+        What was held out for meta-validation: ``unit`` ("tasks", "groups",
+        "classes" or "rows"), ``held_out`` (task indices, group or class labels,
+        row indices) and ``n_kept`` (how many remain for meta-training). With few
+        classes this is a real trade-off: digits 0-5 in 3-way episodes keep only 3
+        classes for meta-training.
     best_epoch_ : int
         Epoch whose weights were kept; 0 is the random start.
     initial_valid_score_ : float or None

@@ -336,13 +336,23 @@ def test_meta_overfitting_falls_back_to_the_random_start(class_tasks):
 def test_held_out_classes_tasks_and_rows(class_tasks):
     from sklearn.datasets import load_digits
     X, y = load_digits(return_X_y=True)
-    meta = small_classifier(n_way=2, max_epochs=1).fit(X[y < 4], y[y < 4])  # 2 of 4 held out
+    meta = small_classifier(n_way=2, max_epochs=1).fit(X[y < 4], y[y < 4])
+    split = meta.validation_split_
     assert meta.early_stopping_ and len(meta.history_) == 1
-    meta = small_classifier(max_epochs=1).fit(class_tasks)  # tasks held out
-    assert meta.early_stopping_
+    assert split["unit"] == "classes" and len(split["held_out"]) == 2 and split["n_kept"] == 2
+    assert set(split["held_out"]) < {0, 1, 2, 3}
+    meta = small_classifier(max_epochs=1).fit(class_tasks)
+    assert meta.validation_split_["unit"] == "tasks"
+    assert len(meta.validation_split_["held_out"]) == 2 and meta.validation_split_["n_kept"] == 10
+    Xg, yg, groups = stack_tasks(class_tasks)
+    meta = small_classifier(max_epochs=1).fit(Xg, yg, groups=np.array(list("abcdefghijkl"))[groups])
+    assert meta.validation_split_["unit"] == "groups"
+    assert set(meta.validation_split_["held_out"]) < set("abcdefghijkl")
     x, t = make_sinusoid_tasks(n_tasks=1, n_samples=100, random_state=0)[0]
-    reg = small_regressor(max_epochs=1).fit(x, t)  # 20 of 100 rows held out
-    assert reg.early_stopping_ and "valid_loss" in reg.history_[-1]
+    reg = small_regressor(max_epochs=1).fit(x, t)
+    assert reg.validation_split_["unit"] == "rows" and len(reg.validation_split_["held_out"]) == 20
+    assert "valid_loss" in reg.history_[-1]
+    assert small_regressor(early_stopping=False).fit(x, t).validation_split_ is None
 
 
 def test_early_stopping_auto_warns_when_the_data_do_not_allow_it():
