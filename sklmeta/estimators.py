@@ -314,7 +314,6 @@ class _MetaEstimatorBase(BaseEstimator):
             )
         n_way = self._n_way(pools, splitter)
         self.n_way_ = n_way
-        self.adapt_steps_ = self.adapt_steps if self.adapt_steps is not None else self.inner_steps
 
         valid_pools, self.validation_split_, why_not = None, None, "early_stopping=False"
         if self.early_stopping and self.max_epochs > 0:
@@ -368,7 +367,7 @@ class _MetaEstimatorBase(BaseEstimator):
             train_split=predefined_split(valid_ds) if valid_ds is not None else None,
             callbacks=callbacks, verbose=self.verbose, device=self.device,
             inner_lr=self.inner_lr, inner_steps=self.inner_steps,
-            adapt_steps=self.adapt_steps_, first_order=self.first_order,
+            adapt_steps=self._adapt_steps(), first_order=self.first_order,
         )
         self.net_.fit(train_ds, None)
         self.module_ = self.net_.module_
@@ -396,6 +395,13 @@ class _MetaEstimatorBase(BaseEstimator):
         """
         return self._adapted_class(meta_estimator=self).fit(X, y)
 
+    def _adapt_steps(self):
+        """Inner steps at adaptation, read when adapting (like ``n_jobs`` at predict time)."""
+        steps = self.adapt_steps if self.adapt_steps is not None else self.inner_steps
+        if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps < 1:
+            raise ValueError(f"adapt_steps must be an integer >= 1; got {steps!r}.")
+        return steps
+
     def _adapt_prepared(self, xs, ys, n_classes):
         """Adapted parameters for prepared support tensors, vmapped in chunks.
 
@@ -413,7 +419,7 @@ class _MetaEstimatorBase(BaseEstimator):
                 stacked = adapt_many(
                     self.module_, params,
                     torch.stack([xs[i] for i in chunk]), torch.stack([ys[i] for i in chunk]),
-                    loss=loss, lr=self.inner_lr, steps=self.adapt_steps_,
+                    loss=loss, lr=self.inner_lr, steps=self._adapt_steps(),
                 )
                 for j, i in enumerate(chunk):
                     out[i] = {k: v[j].clone() for k, v in stacked.items()}
@@ -688,8 +694,9 @@ _PARAMS_DOC = """
     inner_steps : int, default=1
         Inner gradient steps during meta-training.
     adapt_steps : int, default=None
-        Inner steps at adaptation time (``adapt``, ``score``, validation); None
-        means ``inner_steps``.
+        Inner steps at adaptation time (``adapt``, ``score``, meta-validation);
+        None means ``inner_steps``. Read when adapting, so it can be changed with
+        ``set_params`` after meta-training (as can ``inner_lr``).
     first_order : bool, default=False
         Drop the second-order terms of the meta-gradient (first-order MAML).
     meta_lr : float, default=1e-3
@@ -744,7 +751,6 @@ _PARAMS_DOC = """
         Epoch whose weights were kept; 0 is the random start.
     initial_valid_score_ : float or None
         Meta-validation score of the random start.
-    adapt_steps_ : int
 """
 
 

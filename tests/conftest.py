@@ -8,7 +8,9 @@ from sklmeta.datasets import make_classification_tasks, make_sinusoid_tasks
 
 @pytest.fixture(autouse=True, scope="session")
 def _threads():
-    torch.set_num_threads(2)
+    # Tiny tensors: a second intra-op thread adds nothing and, on a loaded
+    # machine, oversubscription makes meta-training tens of times slower.
+    torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -398,3 +398,15 @@ def test_score_is_seeded_by_the_estimator_and_draws_classes():
     # unseeded splitter: episodes follow the estimator's random_state, classes are drawn
     assert meta.score(X, y) == meta.score(X, y)
     assert 0 <= meta.score(X[y < 2], y[y < 2]) <= 1  # two classes: 2-way episodes
+
+
+def test_adapt_steps_is_read_when_adapting(sine_tasks):
+    reg = small_regressor(early_stopping=False).fit(sine_tasks)
+    ten = small_regressor(early_stopping=False, adapt_steps=10).fit(sine_tasks)
+    x, y = sine_tasks[0]
+    one_step = reg.adapt(x[:5], y[:5]).predict(x)
+    reg.set_params(adapt_steps=10)
+    np.testing.assert_allclose(reg.adapt(x[:5], y[:5]).predict(x), ten.adapt(x[:5], y[:5]).predict(x))
+    assert not np.allclose(one_step, reg.adapt(x[:5], y[:5]).predict(x))
+    with pytest.raises(ValueError, match="adapt_steps must be an integer >= 1"):
+        reg.set_params(adapt_steps=0).adapt(x[:5], y[:5])
