@@ -104,6 +104,13 @@ class _MetaEstimatorBase(BaseEstimator):
             if not isinstance(v, numbers.Real) or isinstance(v, bool) or not v > 0:
                 raise ValueError(f"{name} must be a positive number; got {v!r}.")
 
+        sizes = self.hidden_layer_sizes
+        if not isinstance(sizes, (tuple, list)) or not all(
+            isinstance(h, numbers.Integral) and not isinstance(h, bool) and h > 0 for h in sizes
+        ):
+            raise ValueError(
+                f"hidden_layer_sizes must be a tuple of positive integers; got {sizes!r}."
+            )
         check_int("inner_steps", 1)
         check_int("meta_batch_size", 1)
         check_int("max_epochs", 0)
@@ -538,6 +545,9 @@ class _AdaptedBase(BaseEstimator):
         else:
             _check_n_features(meta, X, reset=False)
             self.mean_ = self.scale_ = None
+        # What predict needs is kept here, so a later refit of the meta-estimator
+        # (another width, another architecture) leaves this estimator intact.
+        self.module_, self.n_features_padded_ = meta.module_, width
         device = meta.net_.device
         x = _embed(X, width, self.mean_, self.scale_, device)
         if self._task == "classification":
@@ -577,10 +587,10 @@ class _AdaptedBase(BaseEstimator):
     def _outputs(self, X):
         check_is_fitted(self, "params_")
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        meta = self.meta_estimator
-        x = _embed(X, meta.n_features_in_, self.mean_, self.scale_, meta.net_.device)
+        device = next(iter(self.params_.values())).device
+        x = _embed(X, self.n_features_padded_, self.mean_, self.scale_, device)
         with torch.no_grad():
-            return functional_call(meta.module_, self.params_, (x,))
+            return functional_call(self.module_, self.params_, (x,))
 
 
 class AdaptedClassifier(ClassifierMixin, _AdaptedBase):
@@ -601,7 +611,13 @@ class AdaptedClassifier(ClassifierMixin, _AdaptedBase):
         The support set's labels, in sorted order.
     params_ : dict of str to Tensor
         The adapted network parameters.
+    module_ : torch.nn.Module
+        The network architecture they are applied to (the meta-estimator's).
+    mean_, scale_ : ndarray or None
+        The support set's standardisation, when the meta-estimator standardises.
     n_features_in_ : int
+    n_features_padded_ : int
+        Width the inputs are zero-padded to.
 
     Examples
     --------
@@ -655,7 +671,13 @@ class AdaptedRegressor(RegressorMixin, _AdaptedBase):
     ----------
     params_ : dict of str to Tensor
         The adapted network parameters.
+    module_ : torch.nn.Module
+        The network architecture they are applied to (the meta-estimator's).
+    mean_, scale_ : ndarray or None
+        The support set's standardisation, when the meta-estimator standardises.
     n_features_in_ : int
+    n_features_padded_ : int
+        Width the inputs are zero-padded to.
 
     Examples
     --------

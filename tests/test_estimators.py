@@ -155,6 +155,7 @@ def test_n_way_above_the_number_of_classes(class_tasks):
 
 @pytest.mark.parametrize("param, value, message", [
     ("inner_steps", 0, "inner_steps must be an integer >= 1"),
+    ("hidden_layer_sizes", (16, 0), "hidden_layer_sizes must be a tuple of positive integers"),
     ("inner_lr", -0.1, "inner_lr must be a positive number"),
     ("early_stopping", "yes", "early_stopping must be"),
     ("validation_fraction", 1.5, "validation_fraction must be in"),
@@ -410,3 +411,12 @@ def test_adapt_steps_is_read_when_adapting(sine_tasks):
     assert not np.allclose(one_step, reg.adapt(x[:5], y[:5]).predict(x))
     with pytest.raises(ValueError, match="adapt_steps must be an integer >= 1"):
         reg.set_params(adapt_steps=0).adapt(x[:5], y[:5])
+
+
+def test_an_adapted_estimator_survives_a_refit_of_its_meta_estimator(class_tasks):
+    meta = small_classifier().fit(class_tasks)
+    X, y = class_tasks[0]
+    clf = meta.adapt(X[:6], y[:6])
+    before = clf.predict_proba(X)
+    meta.set_params(hidden_layer_sizes=(3, 3)).fit([(X[:, :7], y) for X, y in class_tasks])
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
