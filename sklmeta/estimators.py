@@ -131,6 +131,11 @@ class _MetaEstimatorBase(BaseEstimator):
             raise ValueError(
                 f"standardize must be 'auto', True or False; got {self.standardize!r}."
             )
+        if str(self.device).startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(
+                f"device={self.device!r} but CUDA is not available to torch here; use "
+                "device='cpu' (or install a CUDA build of torch on a machine with a GPU)."
+            )
         splitter = self.task_splitter if self.task_splitter is not None else TaskSplitter()
         if not isinstance(splitter, TaskSplitter):
             raise ValueError(

@@ -420,3 +420,9 @@ def test_an_adapted_estimator_survives_a_refit_of_its_meta_estimator(class_tasks
     before = clf.predict_proba(X)
     meta.set_params(hidden_layer_sizes=(3, 3)).fit([(X[:, :7], y) for X, y in class_tasks])
     np.testing.assert_array_equal(clf.predict_proba(X), before)
+
+
+def test_cuda_without_cuda_is_a_clear_error(class_tasks, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="device='cuda' but CUDA is not available"):
+        small_classifier(device="cuda").fit(class_tasks)
