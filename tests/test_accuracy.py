@@ -1,0 +1,60 @@
+"""The accuracy claims of the README, at a reduced budget (slow: run with -m slow).
+
+The full figures come from ``benchmarks/few_shot_accuracy.py``; these tests make
+the claims fail loudly if a change breaks them.
+"""
+
+import numpy as np
+import pytest
+from conftest import stack_tasks
+from sklearn.datasets import load_digits
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sklmeta import MAMLClassifier, TaskSplitter
+from sklmeta.datasets import make_classification_tasks
+from sklmeta.model_selection import compare
+
+
+def baselines():
+    return {"rf": RandomForestClassifier(n_estimators=50, random_state=0),
+            "1nn": KNeighborsClassifier(1), "logreg": LogisticRegression()}
+
+
+@pytest.mark.slow
+def test_shared_structure_maml_beats_every_baseline_by_15_points():
+    tasks = make_classification_tasks(n_tasks=310, n_samples=100, random_state=0)
+    train, test = tasks[:250], tasks[250:]
+    splitter = TaskSplitter(n_way=2, k_shot=5, n_query=15, n_tasks=320, random_state=0)
+    maml = MAMLClassifier(task_splitter=splitter, hidden_layer_sizes=(40, 40), max_epochs=60,
+                          random_state=0).fit(train)
+    X, y, groups = stack_tasks(test)
+    cv = TaskSplitter(n_way=2, k_shot=5, n_query=15, n_tasks=100, random_state=2)
+    table = compare({"maml": maml, **baselines()}, X, y, cv=cv, groups=groups)
+    best_baseline = table.drop("maml")["mean"].max()
+    assert table.loc["maml", "mean"] - best_baseline >= 0.15, table
+
+
+@pytest.mark.slow
+def test_digits_early_stopping_keeps_maml_above_its_random_start():
+    X, y = load_digits(return_X_y=True)
+    seen = y <= 5
+    splitter = TaskSplitter(n_way=3, k_shot=5, n_query=15, n_tasks=160, random_state=0)
+
+    def pipeline(**params):
+        return make_pipeline(StandardScaler(), MAMLClassifier(
+            task_splitter=splitter, hidden_layer_sizes=(64, 64), inner_lr=0.4, random_state=0,
+            **params)).fit(X[seen], y[seen])
+
+    maml, start = pipeline(max_epochs=40), pipeline(max_epochs=0)
+    assert maml[-1].validation_split_["unit"] == "classes"
+    assert maml[-1].best_epoch_ < 40  # it stopped: meta-validation stopped improving
+    cv = TaskSplitter(n_way=3, k_shot=5, n_query=15, n_tasks=100, random_state=2)
+    table = compare({"maml": maml, "start": start, **baselines()}, X[~seen], y[~seen], cv=cv)
+    assert table.loc["maml", "ci_low"] > table.loc["start", "ci_high"], table
+    # ...and the honest limit: nearest neighbours stay ahead on digits
+    assert table.loc["1nn", "mean"] > table.loc["maml", "mean"], table
+    assert np.isfinite(table["mean"]).all()
