@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
+from ._mlp import mlp_forward, mlp_inner_loop, mlp_layers
+
 __all__ = ["inner_loop", "adapt_predict", "adapt_many", "predict_many", "EpisodeLoss"]
 
 
@@ -85,12 +87,28 @@ def inner_loop(model, params, x, y, *, loss, lr, steps, first_order=False):
     return params
 
 
+def _fast_layers(model, params, loss):
+    """The hand-batched MLP path applies: a plain MLP, all its parameters adapted."""
+    layers = mlp_layers(model)
+    if layers is None or not isinstance(loss, EpisodeLoss):
+        return None
+    names = {name for layer in layers for name in layer[:2]}
+    return layers if names == set(params) else None
+
+
 def adapt_predict(model, params, xs, ys, xq, *, loss, lr, steps, first_order=False):
     """Adapt on every task's support set, then predict its query set.
 
     ``xs, ys, xq`` are task-first: ``[task, shot, ...]``. Returns the query outputs
-    ``[task, query, n_outputs]``; the meta-loss is ``loss`` over them.
+    ``[task, query, n_outputs]``; the meta-loss is ``loss`` over them. sklmeta's
+    own MLP takes the hand-batched path (:mod:`sklmeta._mlp`), any other module
+    ``vmap`` over :func:`inner_loop`; both compute the same function.
     """
+    layers = _fast_layers(model, params, loss)
+    if layers is not None:
+        adapted = mlp_inner_loop(layers, params, xs, ys, loss=loss, lr=lr, steps=steps,
+                                 first_order=first_order)
+        return mlp_forward(layers, adapted, xq)
 
     def one_task(xs_t, ys_t, xq_t):
         adapted = inner_loop(
@@ -106,7 +124,13 @@ def adapt_many(model, params, xs, ys, *, loss, lr, steps):
 
     Runs without building a graph for the outer parameters (adaptation only).
     """
+    layers = _fast_layers(model, params, loss)
     with torch.no_grad():
+        if layers is not None:
+            adapted = mlp_inner_loop(layers, params, xs, ys, loss=loss, lr=lr, steps=steps)
+            # parameters never updated (steps=0) are still shared: give them the task axis
+            return {k: v.expand(len(xs), *params[k].shape) if v.dim() == params[k].dim() else v
+                    for k, v in adapted.items()}
         return vmap(
             lambda x, y: inner_loop(model, params, x, y, loss=loss, lr=lr, steps=steps)
         )(xs, ys)

@@ -24,7 +24,7 @@ __all__ = ["EpisodeDataset", "EpisodeLoader", "MetaNet", "RandomStartEarlyStoppi
 
 
 class EpisodePools:
-    """Task pools as tensors, with one episode sampler each.
+    """Task pools as one tensor, and a vectorised episode sampler over them.
 
     Parameters
     ----------
@@ -32,34 +32,83 @@ class EpisodePools:
     y : list of ndarray
         Targets of each pool (class labels or real values).
     samplers : list of sklmeta.tasks._EpisodeSampler
+        One per pool; they validated the pools and know their classes.
     task : {"classification", "regression"}
+
+    Notes
+    -----
+    Episodes are drawn with numpy on a table of row indices ``[pool, class, row]``:
+    a meta-batch is one ``argsort`` of random keys and one gather, not a Python
+    loop over episodes. Pools too large for that table (one huge pool among many
+    small ones) fall back to drawing one episode at a time. Either way every
+    support/query set is a uniform random draw without replacement.
     """
 
+    _MAX_KEYS = 1 << 18  # random keys per meta-batch before falling back to a loop
+
     def __init__(self, X, y, samplers, task):
-        self.X, self.samplers, self.task = X, samplers, task
-        self.y = [
-            None if task == "classification" else torch.as_tensor(yi, dtype=torch.float32)
-            for yi in y
+        self.samplers, self.task = samplers, task
+        first = samplers[0]
+        self.n_way, self.k, self.q = first.n_way, first.k_shot, first.n_query
+        self.X = torch.cat(X)
+        offsets = np.cumsum([0] + [len(x) for x in X])
+        self.y = None if task == "classification" else torch.as_tensor(
+            np.concatenate(y), dtype=torch.float32)
+        rows = [
+            [offsets[i] + r for r in (s.class_rows if s.n_way else [np.arange(len(X[i]))])]
+            for i, s in enumerate(samplers)
         ]
+        n_classes = max(len(r) for r in rows)
+        longest = max(len(c) for r in rows for c in r)
+        self.counts = np.zeros((len(rows), n_classes), dtype=np.int64)
+        self.table = np.zeros((len(rows), n_classes, longest), dtype=np.int64)
+        for i, pool in enumerate(rows):
+            for c, r in enumerate(pool):
+                self.counts[i, c] = len(r)
+                self.table[i, c, : len(r)] = r
+        self._slots = np.arange(longest)
+        self._n_classes = np.arange(n_classes)
+
+    def _draw_rows(self, rng, n):
+        """Global row indices ``[n, ways, k + q]`` of ``n`` episodes."""
+        ways = self.n_way or 1
+        need = self.k + self.q
+        pools = rng.randint(len(self.samplers), size=n)
+        counts = self.counts[pools]  # [n, classes]
+        if self.n_way:
+            keys = rng.random_sample(counts.shape)
+            keys[counts == 0] = np.inf  # a pool may have fewer classes than the widest
+            classes = np.argsort(keys, axis=1)[:, :ways]
+        else:
+            classes = np.zeros((n, 1), dtype=np.int64)
+        chosen = np.take_along_axis(counts, classes, axis=1)  # rows of each drawn class
+        if n * ways * len(self._slots) <= self._MAX_KEYS:
+            keys = rng.random_sample((n, ways, len(self._slots)))
+            keys[self._slots >= chosen[..., None]] = np.inf
+            pick = np.argsort(keys, axis=-1)[..., :need]
+        else:
+            pick = np.stack([
+                np.stack([rng.choice(m, need, replace=False) for m in per_episode])
+                for per_episode in chosen
+            ])
+        return self.table[pools[:, None, None], classes[..., None], pick]
 
     def draw(self, rng, n):
-        """``n`` episodes as a task-first batch ``(xs, ys, xq, yq)``."""
-        picks = rng.randint(len(self.samplers), size=n)
-        xs, ys, xq, yq = [], [], [], []
-        for g in picks:
-            sampler = self.samplers[g]
-            s, q = sampler.sample(rng)
-            s_t, q_t = torch.from_numpy(s), torch.from_numpy(q)
-            xs.append(self.X[g][s_t])
-            xq.append(self.X[g][q_t])
-            if self.task == "classification":
-                ls, lq = sampler.labels()
-                ys.append(torch.from_numpy(ls))
-                yq.append(torch.from_numpy(lq))
-            else:
-                ys.append(self.y[g][s_t])
-                yq.append(self.y[g][q_t])
-        return tuple(torch.stack(t) for t in (xs, ys, xq, yq))
+        """``n`` episodes as a task-first batch ``(xs, ys, xq, yq)``.
+
+        Support and query rows come class by class in the order the classes were
+        drawn, so the episode labels ``0..n_way-1`` are a fresh random assignment.
+        """
+        rows = self._draw_rows(rng, n)
+        support = torch.from_numpy(rows[..., : self.k].reshape(n, -1))
+        query = torch.from_numpy(rows[..., self.k :].reshape(n, -1))
+        if self.task == "classification":
+            ways = torch.arange(self.n_way)
+            ys = ways.repeat_interleave(self.k).expand(n, -1)
+            yq = ways.repeat_interleave(self.q).expand(n, -1)
+        else:
+            ys, yq = self.y[support], self.y[query]
+        return self.X[support], ys, self.X[query], yq
 
 
 class EpisodeDataset(torch.utils.data.Dataset):
