@@ -138,5 +138,8 @@ def adapt_many(model, params, xs, ys, *, loss, lr, steps):
 
 def predict_many(model, stacked_params, x):
     """Outputs of ``model`` under each task's parameters; ``x`` is ``[task, n, ...]``."""
+    layers = mlp_layers(model)
     with torch.no_grad():
+        if layers is not None and {n for layer in layers for n in layer[:2]} == set(stacked_params):
+            return mlp_forward(layers, stacked_params, x)
         return vmap(lambda p, xt: functional_call(model, p, (xt,)))(stacked_params, x)

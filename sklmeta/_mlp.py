@@ -46,8 +46,10 @@ def mlp_layers(module):
 
 
 def _linear(h, weight, bias):
-    # weight [out, in] (shared by all tasks) or [T, out, in] (per task)
-    return h @ weight.transpose(-1, -2) + bias.unsqueeze(-2)
+    """One fused op: ``addmm`` for a weight shared by all tasks, ``baddbmm`` per task."""
+    if weight.dim() == 2:  # [out, in]: one GEMM over all tasks' rows
+        return torch.nn.functional.linear(h, weight, bias)
+    return torch.baddbmm(bias.unsqueeze(-2), h, weight.transpose(-1, -2))
 
 
 def mlp_forward(layers, params, x, cache=None):
@@ -84,10 +86,11 @@ def _mlp_backward(layers, params, cache, d_out):
         if i > 0:
             d_h = d_z @ params[weight]
             h_prev = cache[2 * i - 1]  # the activation that fed this layer
+            # the ops autograd itself uses for these derivatives (differentiable too)
             if layers[i - 1][2] == "relu":
-                d_z = d_h * (h_prev > 0).to(d_h.dtype)
+                d_z = torch.ops.aten.threshold_backward(d_h, h_prev, 0.0)
             else:  # tanh
-                d_z = d_h * (1 - h_prev * h_prev)
+                d_z = torch.ops.aten.tanh_backward(d_h, h_prev)
     return grads
 
 
@@ -116,7 +119,8 @@ def mlp_inner_loop(layers, params, x, y, *, loss, lr, steps, first_order=False):
         grads = _mlp_backward(layers, params, cache, _output_grad(loss, out, y))
         if first_order:
             grads = {k: g.detach() for k, g in grads.items()}
-        params = {
-            k: p - (lr[k] if isinstance(lr, dict) else lr) * grads[k] for k, p in params.items()
-        }
+        if isinstance(lr, dict):
+            params = {k: p - lr[k] * grads[k] for k, p in params.items()}
+        else:
+            params = {k: torch.add(p, grads[k], alpha=-lr) for k, p in params.items()}
     return params

@@ -18,7 +18,7 @@ from skorch import NeuralNet
 from skorch.callbacks import EarlyStopping
 from skorch.utils import to_device
 
-from ._functional import EpisodeLoss, adapt_predict
+from ._functional import adapt_predict
 
 __all__ = ["EpisodeDataset", "EpisodeLoader", "MetaNet", "RandomStartEarlyStopping"]
 

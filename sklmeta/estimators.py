@@ -13,26 +13,24 @@ import warnings
 
 import numpy as np
 import torch
-from skorch.callbacks import PassthroughScoring, ProgressBar
-from skorch.helper import predefined_split
-from skorch.utils import noop
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.metrics import accuracy_score, r2_score
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
+from sklearn.metrics import accuracy_score
 from sklearn.utils import ClassifierTags, RegressorTags, _safe_indexing, check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     _check_feature_names,
     _check_n_features,
-    check_array,
     check_is_fitted,
     check_X_y,
     column_or_1d,
     validate_data,
 )
+from skorch.callbacks import PassthroughScoring, ProgressBar
+from skorch.helper import predefined_split
+from skorch.utils import noop
 from torch.func import functional_call
 
-from ._functional import EpisodeLoss, adapt_many
+from ._functional import EpisodeLoss, adapt_many, predict_many
 from ._training import (
     EpisodeDataset,
     EpisodeLoader,
@@ -416,28 +414,73 @@ class _MetaEstimatorBase(BaseEstimator):
             raise ValueError(f"adapt_steps must be an integer >= 1; got {steps!r}.")
         return steps
 
-    def _adapt_prepared(self, xs, ys, n_classes):
-        """Adapted parameters for prepared support tensors, vmapped in chunks.
+    def _adapt_groups(self, xs, ys, n_classes, keys=None):
+        """Adapt prepared support tensors in vmapped chunks of alike episodes.
 
-        Episodes that share a support shape and a class count are adapted together.
+        Episodes that share ``keys[i]`` (default: support shape and class count)
+        are adapted together. Yields ``(indices, stacked adapted parameters)``.
         """
         params = {k: v.detach() for k, v in self.module_.named_parameters()}
-        out = [None] * len(xs)
-        keys = {}
+        groups = {}
         for i, (x, c) in enumerate(zip(xs, n_classes)):
-            keys.setdefault((tuple(x.shape), c), []).append(i)
-        for (_, c), idx in keys.items():
-            loss = EpisodeLoss(self._task, c)
+            key = keys[i] if keys is not None else (tuple(x.shape), c)
+            groups.setdefault(key, []).append(i)
+        for idx in groups.values():
+            loss = EpisodeLoss(self._task, n_classes[idx[0]])
             for start in range(0, len(idx), _ADAPT_CHUNK):
                 chunk = idx[start : start + _ADAPT_CHUNK]
-                stacked = adapt_many(
+                yield chunk, adapt_many(
                     self.module_, params,
                     torch.stack([xs[i] for i in chunk]), torch.stack([ys[i] for i in chunk]),
                     loss=loss, lr=self.inner_lr, steps=self._adapt_steps(),
                 )
-                for j, i in enumerate(chunk):
-                    out[i] = {k: v[j].clone() for k, v in stacked.items()}
+
+    def _adapt_prepared(self, xs, ys, n_classes):
+        """Adapted parameters (one dict each) for prepared support tensors."""
+        out = [None] * len(xs)
+        for chunk, stacked in self._adapt_groups(xs, ys, n_classes):
+            for j, i in enumerate(chunk):
+                out[i] = {k: v[j].clone() for k, v in stacked.items()}
         return out
+
+    def _score_batched(self, X, y, episodes):
+        """Accuracy or R^2 of every episode, as ``adapt(...).score(...)`` gives it.
+
+        The data are validated once, each episode is encoded with numpy only, and
+        adaptation and prediction run stacked: no estimator object per episode.
+        """
+        probe = self._adapted_class(meta_estimator=self)
+        X, y = probe._validate(X, y)
+        xs, ys, xq, yq, n_classes = [], [], [], [], []
+        for s, q in episodes:
+            x_t, y_t, c = probe._encode(X[s], y[s])
+            xs.append(x_t)
+            ys.append(y_t)
+            xq.append(_embed(X[q], probe.n_features_padded_, probe.mean_, probe.scale_,
+                             x_t.device))
+            if c is not None:
+                probe._check_known_labels(y[q])
+                yq.append(np.searchsorted(probe.classes_, y[q]))
+            else:
+                yq.append(np.asarray(y[q], dtype=np.float64))
+            n_classes.append(c)
+        keys = [(tuple(a.shape), tuple(b.shape), c) for a, b, c in zip(xs, xq, n_classes)]
+        scores = np.empty(len(episodes))
+        for chunk, stacked in self._adapt_groups(xs, ys, n_classes, keys):
+            out = predict_many(self.module_, stacked, torch.stack([xq[i] for i in chunk]))
+            truth = np.stack([yq[i] for i in chunk])
+            if n_classes[chunk[0]] is not None:
+                pred = out[..., : n_classes[chunk[0]]].argmax(-1).cpu().numpy()
+                scores[chunk] = (pred == truth).mean(axis=1)
+            else:
+                pred = out[..., 0].cpu().numpy().astype(np.float64)
+                ss_res = ((truth - pred) ** 2).sum(axis=1)
+                ss_tot = ((truth - truth.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    r2 = 1 - ss_res / ss_tot
+                # scikit-learn's r2_score for a constant target: 1 if perfect, else 0
+                scores[chunk] = np.where(ss_tot == 0, np.where(ss_res == 0, 1.0, 0.0), r2)
+        return scores
 
     def _adapt_episodes(self, X, y, episodes):
         """One adapted estimator per ``(support, query)`` episode, adapted in batches."""
@@ -502,11 +545,7 @@ class _MetaEstimatorBase(BaseEstimator):
             if y is None:
                 raise ValueError(f"{type(self).__name__}.score needs (X, y) or a list of tasks.")
             episodes = list(self._scoring_splitter(y).split(X, y, groups))
-        adapted = self._adapt_episodes(X, y, episodes)
-        return np.array([
-            a.score(_safe_indexing(X, q), _safe_indexing(y, q))
-            for a, (_, q) in zip(adapted, episodes)
-        ])
+        return self._score_batched(X, y, episodes)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -527,8 +566,8 @@ class _AdaptedBase(BaseEstimator):
         # FrozenEstimator): clones share it rather than refit it.
         return type(self)(meta_estimator=self.meta_estimator)
 
-    def _prepare(self, X, y):
-        """Validate a support set; set fitted attributes; return its tensors."""
+    def _validate(self, X, y):
+        """The data checks of adaptation (fitted meta-estimator, names, width, finite)."""
         meta = self.meta_estimator
         check_is_fitted(meta, msg=(
             f"{type(meta).__name__} is not meta-trained yet: call fit(tasks) before adapt."))
@@ -536,13 +575,26 @@ class _AdaptedBase(BaseEstimator):
             _check_feature_names(meta, X, reset=False)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32],
                              y_numeric=self._task == "regression")
-        width = meta.n_features_in_
         if meta.standardize_:
-            if X.shape[1] > width:
+            if X.shape[1] > meta.n_features_in_:
                 raise ValueError(
                     f"X has {X.shape[1]} features, but {type(meta).__name__} was meta-trained "
-                    f"on tasks zero-padded to {width}; adapt accepts at most {width}."
+                    f"on tasks zero-padded to {meta.n_features_in_}; adapt accepts at most "
+                    f"{meta.n_features_in_}."
                 )
+        else:
+            _check_n_features(meta, X, reset=False)
+        if self._task == "classification":
+            check_classification_targets(y)
+        return X, y
+
+    def _encode(self, X, y):
+        """Set the support set's fitted attributes; return its tensors and class count.
+
+        ``X, y`` are validated arrays (:meth:`_validate`).
+        """
+        meta = self.meta_estimator
+        if meta.standardize_:
             if len(y) < 2:
                 raise ValueError(
                     "A support set with a single sample cannot be standardised (the "
@@ -550,15 +602,13 @@ class _AdaptedBase(BaseEstimator):
                 )
             self.mean_, self.scale_ = _standardiser(X)
         else:
-            _check_n_features(meta, X, reset=False)
             self.mean_ = self.scale_ = None
         # What predict needs is kept here, so a later refit of the meta-estimator
         # (another width, another architecture) leaves this estimator intact.
-        self.module_, self.n_features_padded_ = meta.module_, width
+        self.module_, self.n_features_padded_ = meta.module_, meta.n_features_in_
         device = meta.net_.device
-        x = _embed(X, width, self.mean_, self.scale_, device)
+        x = _embed(X, self.n_features_padded_, self.mean_, self.scale_, device)
         if self._task == "classification":
-            check_classification_targets(y)
             self.classes_, y_enc = np.unique(y, return_inverse=True)
             n = len(self.classes_)
             if n < 2:
@@ -574,6 +624,18 @@ class _AdaptedBase(BaseEstimator):
                 )
             return x, torch.as_tensor(y_enc, device=device), n
         return x, torch.as_tensor(y, dtype=torch.float32, device=device), None
+
+    def _prepare(self, X, y):
+        """Validate a support set; set fitted attributes; return its tensors."""
+        return self._encode(*self._validate(X, y))
+
+    def _check_known_labels(self, y):
+        unknown = np.setdiff1d(np.unique(y), self.classes_)
+        if len(unknown):
+            raise ValueError(
+                f"y has labels {unknown.tolist()} that are not among the support set's "
+                f"classes {self.classes_.tolist()}."
+            )
 
     def fit(self, X, y):
         """Adapt the meta-learned initialisation to the support set ``(X, y)``.
@@ -655,12 +717,7 @@ class AdaptedClassifier(ClassifierMixin, _AdaptedBase):
     def score(self, X, y, sample_weight=None):
         """Accuracy on ``(X, y)``; labels absent from the support set are an error."""
         check_is_fitted(self, "params_")
-        unknown = np.setdiff1d(np.unique(column_or_1d(y)), self.classes_)
-        if len(unknown):
-            raise ValueError(
-                f"y has labels {unknown.tolist()} that are not among the support set's "
-                f"classes {self.classes_.tolist()}."
-            )
+        self._check_known_labels(column_or_1d(y))
         return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
 
 

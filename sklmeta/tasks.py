@@ -48,8 +48,9 @@ class _EpisodeSampler:
             return
         classes, y_idx = np.unique(y, return_inverse=True)
         if n_way > len(classes):
+            of = f"of {where}" if where else "in y "
             raise ValueError(
-                f"n_way={n_way} is larger than the number of classes {'of ' + where if where else 'in y '}"
+                f"n_way={n_way} is larger than the number of classes {of}"
                 f"({len(classes)}: {classes.tolist()})."
             )
         counts = np.bincount(y_idx, minlength=len(classes))

@@ -7,16 +7,16 @@ import pandas as pd
 import pytest
 import torch
 from conftest import same_weights, small_classifier, small_regressor, stack_tasks, weights
-from skorch.callbacks import Callback, EarlyStopping
 from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_iris, load_wine
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from skorch.callbacks import Callback, EarlyStopping
 
 import sklmeta
-from sklmeta import AdaptedClassifier, AdaptedRegressor, MAMLClassifier, TaskSplitter
+from sklmeta import AdaptedClassifier, AdaptedRegressor, TaskSplitter
 from sklmeta.datasets import make_sinusoid_tasks
 
 
@@ -426,3 +426,15 @@ def test_cuda_without_cuda_is_a_clear_error(class_tasks, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match="device='cuda' but CUDA is not available"):
         small_classifier(device="cuda").fit(class_tasks)
+
+
+def test_batched_regression_scores_equal_adapt_then_r2(sine_tasks):
+    reg = small_regressor().fit(sine_tasks)
+    X, y, groups = stack_tasks(sine_tasks[:6])
+    y = y.copy()
+    y[groups == 0] = 1.5  # a constant task: r2_score's special case
+    episodes = list(TaskSplitter(k_shot=5, n_query=5, n_tasks=12, random_state=3).split(
+        X, y, groups))
+    one_by_one = [reg.adapt(X[s], y[s]).score(X[q], y[q]) for s, q in episodes]
+    np.testing.assert_allclose(reg._episode_scores(X, y, episodes=episodes), one_by_one,
+                               rtol=1e-6, atol=1e-9)
