@@ -190,8 +190,10 @@ class _MetaEstimatorBase(BaseEstimator):
         groups = column_or_1d(groups)
         if len(groups) != len(y):
             raise ValueError(f"X has {len(y)} samples but groups has {len(groups)}.")
-        keys = np.unique(groups)
-        pools = [(X[groups == g], y[groups == g], f"group {_label(g)} ") for g in keys]
+        keys, inverse = np.unique(groups, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")  # one sort, not a mask per group
+        rows = np.split(order, np.cumsum(np.bincount(inverse))[:-1])
+        pools = [(X[r], y[r], f"group {_label(g)} ") for g, r in zip(keys, rows)]
         return pools, "groups", [k.item() if isinstance(k, np.generic) else k for k in keys]
 
     def _validation_split(self, pools, unit, keys, n_way, splitter, rng):

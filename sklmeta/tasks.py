@@ -173,7 +173,8 @@ class TaskSplitter(BaseEstimator):
             if len(groups) != n_samples:
                 raise ValueError(f"X has {n_samples} samples but groups has {len(groups)}.")
             uniq, inv = np.unique(groups, return_inverse=True)
-            pools = [np.flatnonzero(inv == g) for g in range(len(uniq))]
+            order = np.argsort(inv, kind="stable")  # one sort, not a mask per group
+            pools = np.split(order, np.cumsum(np.bincount(inv))[:-1])
             names = [f"group {_label(g)} " for g in uniq]
         samplers = [
             _EpisodeSampler(
