@@ -20,7 +20,6 @@ Usage::
 """
 
 import argparse
-import copy
 import platform
 import shlex
 import sys

@@ -1,0 +1,267 @@
+"""Meta-steps per second: sklmeta inside ``fit()`` against the per-task loops users write.
+
+The problem is the MAML paper's sinusoid setting: meta-batch 25, K = 10 support
++ 10 query points per task, a 1-40-40-1 ReLU MLP, Adam 1e-3, inner lr 0.01;
+second- and first-order, 1 and 5 inner steps. Compared:
+
+(a) the per-task loop of a typical tutorial: deep-copy the model for every task
+    and take the inner steps with an SGD optimizer. Its in-place steps cannot be
+    differentiated, so it is first-order only (query gradients of the copies are
+    accumulated into the meta-model);
+(b) a per-task functional loop in the style of learn2learn: clone the parameters
+    per task, ``torch.autograd.grad(create_graph=True)``, loop over the tasks;
+(c) facebookresearch's ``higher`` (``pip install ".[bench]"``), per task.
+
+sklmeta is measured as a user meets it: a ``MAMLRegressor.fit`` on 200 sinusoid
+tasks, episode sampling and the skorch loop included; the rate is meta-steps over
+the epochs' durations (skorch's history), the one-off set-up (input validation,
+first-call warm-up) is reported apart. The loops get their batches for free
+(pre-drawn tensors), which favours them.
+
+It also prints the achieved GFLOP/s (FLOPs of one meta-step counted by
+``torch.utils.flop_counter``) beside the machine's own GFLOP/s on matmuls of this
+problem's shapes and on a 512x512 GEMM, and times a batched evaluation: adapt and
+predict 1,000 digits episodes (3-way 5-shot) with ``meta.score``.
+
+Usage::
+
+    python benchmarks/meta_step_speed.py                  # ~2 minutes on 2 cores
+    python benchmarks/meta_step_speed.py --device cuda    # on a machine with a GPU
+"""
+
+import argparse
+import copy
+import platform
+import shlex
+import sys
+import time
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+import sklmeta
+from sklmeta import MAMLClassifier, MAMLRegressor, TaskSplitter
+from sklmeta._functional import EpisodeLoss, adapt_predict
+from sklmeta.datasets import make_sinusoid_tasks
+from sklmeta.estimators import make_mlp
+
+T, K, LR = 25, 10, 0.01
+
+
+def batches(n, device, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        a = torch.rand(T, 1, 1, generator=g) * 4.9 + 0.1
+        p = torch.rand(T, 1, 1, generator=g) * np.pi
+        x = torch.rand(T, 2 * K, 1, generator=g) * 10 - 5
+        y = a * torch.sin(x - p)
+        out.append(tuple(t.to(device) for t in (x[:, :K], y[:, :K, 0], x[:, K:], y[:, K:, 0])))
+    return out
+
+
+def new_model(device):
+    torch.manual_seed(0)
+    return make_mlp(1, (40, 40), 1).to(device)
+
+
+def loop_tutorial(device, steps, first_order, data):
+    """(a) deepcopy a model per task, inner steps with torch.optim.SGD; first-order only."""
+    if not first_order:
+        return None
+    model = new_model(device)
+    meta_opt = torch.optim.Adam(model.parameters(), 1e-3)
+
+    def step(batch):
+        xs, ys, xq, yq = batch
+        meta_opt.zero_grad()
+        for t in range(T):
+            learner = copy.deepcopy(model)
+            inner_opt = torch.optim.SGD(learner.parameters(), lr=LR)
+            for _ in range(steps):
+                inner_opt.zero_grad()
+                F.mse_loss(learner(xs[t])[:, 0], ys[t]).backward()
+                inner_opt.step()
+            learner.zero_grad()
+            (F.mse_loss(learner(xq[t])[:, 0], yq[t]) / T).backward()
+            for p, q in zip(model.parameters(), learner.parameters()):
+                p.grad = q.grad if p.grad is None else p.grad + q.grad
+        meta_opt.step()
+
+    return step
+
+
+def loop_functional(device, steps, first_order, data):
+    """(b) learn2learn style: per-task parameter clones, autograd.grad(create_graph=True)."""
+    model = new_model(device)
+    names = [n for n, _ in model.named_parameters()]
+    meta_opt = torch.optim.Adam(model.parameters(), 1e-3)
+
+    def forward(params, x):
+        return torch.func.functional_call(model, dict(zip(names, params)), (x,))[:, 0]
+
+    def step(batch):
+        xs, ys, xq, yq = batch
+        meta_opt.zero_grad()
+        total = 0.0
+        for t in range(T):
+            fast = [p.clone() for p in model.parameters()]
+            for _ in range(steps):
+                grads = torch.autograd.grad(F.mse_loss(forward(fast, xs[t]), ys[t]), fast,
+                                            create_graph=not first_order)
+                fast = [p - LR * g for p, g in zip(fast, grads)]
+            total = total + F.mse_loss(forward(fast, xq[t]), yq[t]) / T
+        total.backward()
+        meta_opt.step()
+
+    return step
+
+
+def loop_higher(device, steps, first_order, data):
+    """(c) facebookresearch's higher: a differentiable optimizer per task."""
+    try:
+        import higher
+    except ImportError:
+        return None
+    model = new_model(device)
+    meta_opt = torch.optim.Adam(model.parameters(), 1e-3)
+    inner_opt = torch.optim.SGD(model.parameters(), lr=LR)
+
+    def step(batch):
+        xs, ys, xq, yq = batch
+        meta_opt.zero_grad()
+        for t in range(T):
+            with higher.innerloop_ctx(model, inner_opt, copy_initial_weights=False,
+                                      track_higher_grads=not first_order) as (fmodel, diffopt):
+                for _ in range(steps):
+                    diffopt.step(F.mse_loss(fmodel(xs[t])[:, 0], ys[t]))
+                (F.mse_loss(fmodel(xq[t])[:, 0], yq[t]) / T).backward()
+        meta_opt.step()
+
+    return step
+
+
+def rate(step, data, seconds=4.0):
+    step(data[0])  # warm-up
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        step(data[n % len(data)])
+        n += 1
+    return n / (time.perf_counter() - start)
+
+
+def sklmeta_rate(device, steps, first_order, tasks):
+    splitter = TaskSplitter(k_shot=K, n_query=K, n_tasks=T * 100, random_state=0)
+    meta = MAMLRegressor(task_splitter=splitter, hidden_layer_sizes=(40, 40), inner_lr=LR,
+                         inner_steps=steps, first_order=first_order, meta_batch_size=T,
+                         max_epochs=6, early_stopping=False, device=device, random_state=0)
+    start = time.perf_counter()
+    meta.fit(tasks)
+    total = time.perf_counter() - start
+    durations = np.asarray(meta.history_[:, "dur"])
+    counts = np.asarray(meta.history_[:, "train_batch_count"])
+    # the first epoch carries one-off warm-up: report it with the set-up
+    steady = counts[1:].sum() / durations[1:].sum()
+    setup = total - durations[1:].sum() - counts[0] / steady
+    return steady, setup
+
+
+def flops_per_meta_step(steps, first_order):
+    model = new_model("cpu")
+    params = dict(model.named_parameters())
+    xs, ys, xq, yq = batches(1, "cpu")[0]
+    loss = EpisodeLoss("regression")
+    counter = FlopCounterMode(display=False)
+    with counter:
+        out = adapt_predict(model, params, xs, ys, xq, loss=loss, lr=LR, steps=steps,
+                            first_order=first_order)
+        loss(out, yq).backward()
+    return counter.get_total_flops()
+
+
+def matmul_gflops(shape_a, shape_b, device, seconds=1.0):
+    a, b = torch.randn(*shape_a, device=device), torch.randn(*shape_b, device=device)
+    flops = 2 * np.prod(shape_a) * shape_b[-1]
+    (a @ b).sum().item()
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        n += 1
+    if device != "cpu":
+        torch.cuda.synchronize()
+    return flops * n / (time.perf_counter() - start) / 1e9
+
+
+def batched_evaluation(device):
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    seen = y < 6
+    splitter = TaskSplitter(n_way=3, k_shot=5, n_query=15, n_tasks=1000, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        meta = MAMLClassifier(task_splitter=splitter, hidden_layer_sizes=(64, 64), max_epochs=1,
+                              device=device, random_state=0).fit(X[seen], y[seen])
+    meta.score(X[~seen][:200], y[~seen][:200])  # warm-up
+    start = time.perf_counter()
+    meta.score(X[~seen], y[~seen])
+    return time.perf_counter() - start
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=4.0, help="timing per loop variant")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = args.device
+    print("# Meta-step speed\n")
+    print(f"- machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} torch thread(s), device {device}; torch {torch.__version__}, "
+          f"sklmeta {sklmeta.__version__}")
+    print(f"- command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`")
+    print(f"- problem: meta-batch {T}, K={K}+{K}, MLP 1-40-40-1 ReLU, Adam 1e-3, inner lr {LR}\n")
+    data = batches(20, device)
+    tasks = make_sinusoid_tasks(n_tasks=200, n_samples=2 * K, random_state=0)
+    loops = {"(a) tutorial loop": loop_tutorial, "(b) functional loop": loop_functional,
+             "(c) higher": loop_higher}
+    rows = []
+    for first_order in (False, True):
+        for steps in (1, 5):
+            ours, setup = sklmeta_rate(device, steps, first_order, tasks)
+            flops = flops_per_meta_step(steps, first_order)
+            row = {"order": "first" if first_order else "second", "steps": steps,
+                   "sklmeta": ours, "setup": setup, "gflops": flops * ours / 1e9}
+            for name, make in loops.items():
+                step = make(device, steps, first_order, data)
+                row[name] = rate(step, data, args.seconds) if step is not None else None
+            rows.append(row)
+            print(f"done: {row['order']}-order, {steps} step(s)", file=sys.stderr, flush=True)
+    names = list(loops)
+    print("| order | inner steps | sklmeta fit() | " + " | ".join(names)
+          + " | sklmeta / " + " | sklmeta / ".join(n.split()[0] for n in names)
+          + " | achieved GFLOP/s | set-up s |")
+    print("|---|---|---|" + "---|" * (2 * len(names)) + "---|---|")
+    for r in rows:
+        cells = [f"{r[n]:.1f}" if r[n] else "n/a" for n in names]
+        ratios = [f"{r['sklmeta'] / r[n]:.1f}x" if r[n] else "n/a" for n in names]
+        print(f"| {r['order']} | {r['steps']} | {r['sklmeta']:.0f} | " + " | ".join(cells)
+              + " | " + " | ".join(ratios) + f" | {r['gflops']:.2f} | {r['setup']:.2f} |")
+    small = matmul_gflops((T, 2 * K, 40), (T, 40, 40), device)
+    big = matmul_gflops((512, 512), (512, 512), device)
+    print(f"\nMeta-steps per second. Machine: {small:.1f} GFLOP/s on this problem's batched "
+          f"matmuls ([{T}, {2 * K}, 40] @ [{T}, 40, 40]), {big:.1f} GFLOP/s on a 512x512 GEMM. "
+          "(a) cannot be second-order (in-place optimizer steps). Set-up: one-off time of a "
+          "fit (input validation, first-epoch warm-up), reported apart from the rate.")
+    seconds = batched_evaluation(device)
+    print(f"\nBatched evaluation: adapt + predict + score of 1,000 digits episodes (3-way 5-shot, "
+          f"MLP 64-64-64-3) with meta.score: {seconds:.2f} s.")
+
+
+if __name__ == "__main__":
+    main()
