@@ -15,7 +15,10 @@ must pass.
 
 Every expected failure is listed in :data:`EXPECTED_FAILED_CHECKS`, with its
 reason. The xfail marks are strict: an entry whose check starts passing fails
-the run, so the list only ever holds what still fails.
+the run, so the list only ever holds what still fails. The two skips are
+scikit-learn's own ``check_array_api_input``, which runs only when the
+``SCIPY_ARRAY_API`` environment variable is set; sklmeta does not claim array-API
+support (its arrays go to torch).
 """
 
 import pytest
