@@ -438,3 +438,16 @@ def test_batched_regression_scores_equal_adapt_then_r2(sine_tasks):
     one_by_one = [reg.adapt(X[s], y[s]).score(X[q], y[q]) for s, q in episodes]
     np.testing.assert_allclose(reg._episode_scores(X, y, episodes=episodes), one_by_one,
                                rtol=1e-6, atol=1e-9)
+
+
+def test_skorch_checkpoint_saves_the_best_meta_parameters(class_tasks, tmp_path):
+    from skorch.callbacks import Checkpoint
+
+    meta = small_classifier(max_epochs=3, n_iter_no_change=10,
+                            callbacks=[Checkpoint(dirname=str(tmp_path), monitor="valid_loss_best")])
+    meta.fit(class_tasks)
+    assert (tmp_path / "params.pt").stat().st_size > 0
+    saved = torch.load(tmp_path / "params.pt", weights_only=True)
+    best = int(np.argmin(meta.history_[:, "valid_loss"]))
+    assert set(saved) == set(meta.module_.state_dict())
+    assert meta.history_[best, "event_cp"] is True
