@@ -87,10 +87,11 @@ def inner_loop(model, params, x, y, *, loss, lr, steps, first_order=False):
     return params
 
 
-def _fast_layers(model, params, loss):
-    """The hand-batched MLP path applies: a plain MLP, all its parameters adapted."""
+def _fast_layers(model, params, loss=None):
+    """The hand-batched MLP path applies: a plain MLP, all its parameters given (and,
+    for adaptation, a loss it knows the gradient of)."""
     layers = mlp_layers(model)
-    if layers is None or not isinstance(loss, EpisodeLoss):
+    if layers is None or (loss is not None and not isinstance(loss, EpisodeLoss)):
         return None
     names = {name for layer in layers for name in layer[:2]}
     return layers if names == set(params) else None
@@ -127,10 +128,7 @@ def adapt_many(model, params, xs, ys, *, loss, lr, steps):
     layers = _fast_layers(model, params, loss)
     with torch.no_grad():
         if layers is not None:
-            adapted = mlp_inner_loop(layers, params, xs, ys, loss=loss, lr=lr, steps=steps)
-            # parameters never updated (steps=0) are still shared: give them the task axis
-            return {k: v.expand(len(xs), *params[k].shape) if v.dim() == params[k].dim() else v
-                    for k, v in adapted.items()}
+            return mlp_inner_loop(layers, params, xs, ys, loss=loss, lr=lr, steps=steps)
         return vmap(
             lambda x, y: inner_loop(model, params, x, y, loss=loss, lr=lr, steps=steps)
         )(xs, ys)
@@ -138,8 +136,8 @@ def adapt_many(model, params, xs, ys, *, loss, lr, steps):
 
 def predict_many(model, stacked_params, x):
     """Outputs of ``model`` under each task's parameters; ``x`` is ``[task, n, ...]``."""
-    layers = mlp_layers(model)
+    layers = _fast_layers(model, stacked_params)
     with torch.no_grad():
-        if layers is not None and {n for layer in layers for n in layer[:2]} == set(stacked_params):
+        if layers is not None:
             return mlp_forward(layers, stacked_params, x)
         return vmap(lambda p, xt: functional_call(model, p, (xt,)))(stacked_params, x)

@@ -13,7 +13,6 @@ cv=TaskSplitter(...))`` fit a fresh one on every episode's support set.
 """
 
 import copy
-import numbers
 
 import numpy as np
 import torch
@@ -23,19 +22,12 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNetClassifier, NeuralNetRegressor
 
+from ._validation import check_hidden_layer_sizes, check_int, check_positive
 from .estimators import make_mlp
 
 __all__ = ["FineTunedRegressor", "SkorchMLPClassifier", "SkorchMLPRegressor"]
 
 
-def _check_int(value, name, minimum):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
-
-
-def _check_positive(value, name):
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value > 0:
-        raise ValueError(f"{name} must be a positive number; got {value!r}.")
 
 
 class _SkorchMLPBase(BaseEstimator):
@@ -56,17 +48,11 @@ class _SkorchMLPBase(BaseEstimator):
         self.random_state = random_state
 
     def _check_params(self):
-        sizes = self.hidden_layer_sizes
-        if not isinstance(sizes, (tuple, list)) or not all(
-            isinstance(h, numbers.Integral) and not isinstance(h, bool) and h > 0 for h in sizes
-        ):
-            raise ValueError(
-                f"hidden_layer_sizes must be a tuple of positive integers; got {sizes!r}."
-            )
-        _check_positive(self.lr, "lr")
-        _check_int(self.max_epochs, "max_epochs", 0)
+        check_hidden_layer_sizes(self.hidden_layer_sizes)
+        check_positive(self.lr, "lr")
+        check_int(self.max_epochs, "max_epochs", 0)
         if self.batch_size is not None:
-            _check_int(self.batch_size, "batch_size", 1)
+            check_int(self.batch_size, "batch_size", 1)
 
     def _fit(self, X, y, n_outputs):
         """Train a fresh MLP on float32 ``X`` and encoded targets ``y``."""
@@ -332,8 +318,8 @@ class FineTunedRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(
                 f"module must be a torch.nn.Module; got {type(self.module).__name__}."
             )
-        _check_positive(self.lr, "lr")
-        _check_int(self.n_steps, "n_steps", 0)
+        check_positive(self.lr, "lr")
+        check_int(self.n_steps, "n_steps", 0)
         X, y = validate_data(self, X, y, dtype=np.float32, y_numeric=True)
         x = torch.as_tensor(X, device=self.device)
         target = torch.as_tensor(y, dtype=torch.float32, device=self.device)

@@ -8,7 +8,6 @@ meta-estimator is never changed by it.
 """
 
 import copy
-import numbers
 import warnings
 
 import numpy as np
@@ -38,6 +37,7 @@ from ._training import (
     MetaNet,
     RandomStartEarlyStopping,
 )
+from ._validation import check_hidden_layer_sizes, check_int, check_positive
 from .tasks import TaskSplitter, _EpisodeSampler, _label
 
 __all__ = ["MAMLClassifier", "MAMLRegressor", "AdaptedClassifier", "AdaptedRegressor", "adapt"]
@@ -92,31 +92,15 @@ class _MetaEstimatorBase(BaseEstimator):
 
     # ------------------------------------------------------------------ checks
     def _check_params(self):
-        def check_int(name, minimum):
-            v = getattr(self, name)
-            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}; got {v!r}.")
-
-        def check_pos(name):
-            v = getattr(self, name)
-            if not isinstance(v, numbers.Real) or isinstance(v, bool) or not v > 0:
-                raise ValueError(f"{name} must be a positive number; got {v!r}.")
-
-        sizes = self.hidden_layer_sizes
-        if not isinstance(sizes, (tuple, list)) or not all(
-            isinstance(h, numbers.Integral) and not isinstance(h, bool) and h > 0 for h in sizes
-        ):
-            raise ValueError(
-                f"hidden_layer_sizes must be a tuple of positive integers; got {sizes!r}."
-            )
-        check_int("inner_steps", 1)
-        check_int("meta_batch_size", 1)
-        check_int("max_epochs", 0)
-        check_int("n_iter_no_change", 1)
+        check_hidden_layer_sizes(self.hidden_layer_sizes)
+        check_int(self.inner_steps, "inner_steps", 1)
+        check_int(self.meta_batch_size, "meta_batch_size", 1)
+        check_int(self.max_epochs, "max_epochs", 0)
+        check_int(self.n_iter_no_change, "n_iter_no_change", 1)
         if self.adapt_steps is not None:
-            check_int("adapt_steps", 1)
-        check_pos("inner_lr")
-        check_pos("meta_lr")
+            check_int(self.adapt_steps, "adapt_steps", 1)
+        check_positive(self.inner_lr, "inner_lr")
+        check_positive(self.meta_lr, "meta_lr")
         if not 0 < self.validation_fraction < 1:
             raise ValueError(
                 f"validation_fraction must be in (0, 1); got {self.validation_fraction!r}."
@@ -412,9 +396,7 @@ class _MetaEstimatorBase(BaseEstimator):
     def _adapt_steps(self):
         """Inner steps at adaptation, read when adapting (like ``n_jobs`` at predict time)."""
         steps = self.adapt_steps if self.adapt_steps is not None else self.inner_steps
-        if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps < 1:
-            raise ValueError(f"adapt_steps must be an integer >= 1; got {steps!r}.")
-        return steps
+        return check_int(steps, "adapt_steps", 1)
 
     def _adapt_groups(self, xs, ys, n_classes, keys=None):
         """Adapt prepared support tensors in vmapped chunks of alike episodes.
