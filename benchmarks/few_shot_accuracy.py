@@ -29,7 +29,6 @@ import sys
 import time
 import warnings
 
-import numpy as np
 import sklearn
 import torch
 from sklearn.datasets import load_digits
@@ -42,7 +41,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 import sklmeta
-from sklmeta import MAMLClassifier, MAMLRegressor, TaskSplitter
+from sklmeta import MAMLClassifier, MAMLRegressor, TaskSplitter, stack_tasks
 from sklmeta.datasets import make_classification_tasks, make_sinusoid_tasks
 from sklmeta.model_selection import compare, mean_ci
 
@@ -91,14 +90,6 @@ def paired_difference(scores, a, b):
     """Mean and 95% CI of score(a) - score(b) over the shared episodes."""
     wide = scores.pivot(index="episode", columns="estimator", values="score")
     return mean_ci(wide[a] - wide[b])
-
-
-def stack_tasks(tasks):
-    """A list of (X_i, y_i) tasks as one (X, y) with groups = task id."""
-    X = np.concatenate([t[0] for t in tasks])
-    y = np.concatenate([t[1] for t in tasks])
-    groups = np.repeat(np.arange(len(tasks)), [len(t[1]) for t in tasks])
-    return X, y, groups
 
 
 def timed_fit(estimator, *args):

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 import sklmeta
-from sklmeta import MAMLRegressor, TaskSplitter
+from sklmeta import MAMLRegressor, TaskSplitter, stack_tasks
 from sklmeta._functional import EpisodeLoss, adapt_many, predict_many
 from sklmeta.datasets import make_sinusoid_tasks
 from sklmeta.estimators import make_mlp
@@ -42,13 +42,6 @@ PAPER = {
 }
 STEPS = (1, 5, 10)
 META_BATCH, INNER_LR, N_QUERY_TEST = 25, 0.01, 50
-
-
-def stacked(tasks):
-    X = np.concatenate([x for x, _ in tasks])
-    y = np.concatenate([t for _, t in tasks])
-    groups = np.repeat(np.arange(len(tasks)), [len(t) for _, t in tasks])
-    return X, y, groups
 
 
 def test_episodes(k, n_tasks, seed):
@@ -114,7 +107,7 @@ def main(argv=None):
           "mean query MSE [95% CI]\n")
 
     train = make_sinusoid_tasks(n_tasks=args.train_tasks, n_samples=50, random_state=args.seed)
-    X, y, groups = stacked(train)
+    X, y, groups = stack_tasks(train)
     rows = []
     for k in (5, 10):
         episodes_per_epoch = META_BATCH * 1000

@@ -30,7 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sklmeta import MAMLRegressor, TaskSplitter  # noqa: E402
+from sklmeta import MAMLRegressor, TaskSplitter, stack_tasks  # noqa: E402
 from sklmeta.datasets import make_sinusoid_tasks  # noqa: E402
 from sklmeta.model_selection import compare  # noqa: E402
 
@@ -78,9 +78,7 @@ print(f"meta-trained for {len(meta.history_)} epochs, kept epoch {meta.best_epoc
 
 n_test, k, n_query = 200, 5, 50
 test_tasks = make_sinusoid_tasks(n_tasks=n_test, n_samples=k + n_query, random_state=1)
-X_test = np.concatenate([X for X, _ in test_tasks])
-y_test = np.concatenate([y for _, y in test_tasks])
-groups = np.repeat(np.arange(n_test), k + n_query)
+X_test, y_test, groups = stack_tasks(test_tasks)
 test_splitter = TaskSplitter(k_shot=k, n_query=n_query, n_tasks=n_test, random_state=2)
 
 ten_steps = {name: copy.deepcopy(est).set_params(adapt_steps=10)

@@ -2,7 +2,7 @@
 
 from . import datasets, model_selection
 from .estimators import AdaptedClassifier, AdaptedRegressor, MAMLClassifier, MAMLRegressor, adapt
-from .tasks import TaskSplitter, train_test_split_classes
+from .tasks import TaskSplitter, stack_tasks, train_test_split_classes
 
 __version__ = "0.1.0.dev0"
 
@@ -15,5 +15,6 @@ __all__ = [
     "adapt",
     "datasets",
     "model_selection",
+    "stack_tasks",
     "train_test_split_classes",
 ]

@@ -37,7 +37,7 @@ from .baselines import FineTunedRegressor, SkorchMLPClassifier, SkorchMLPRegress
 from .datasets import make_classification_tasks, make_sinusoid_tasks
 from .estimators import MAMLClassifier, MAMLRegressor
 from .model_selection import compare, mean_ci
-from .tasks import TaskSplitter
+from .tasks import TaskSplitter, stack_tasks
 
 MAML = "MAML (meta-trained)"
 RANDOM_START = "MAML random start (max_epochs=0)"
@@ -234,14 +234,6 @@ def _plot(panels, path):
 
 
 # ---------------------------------------------------------------------- scenarios
-def _stack(tasks):
-    """A list of ``(X_i, y_i)`` tasks as one ``(X, y)`` with ``groups`` = task index."""
-    X = np.concatenate([t[0] for t in tasks])
-    y = np.concatenate([t[1] for t in tasks])
-    groups = np.repeat(np.arange(len(tasks)), [len(t[1]) for t in tasks])
-    return X, y, groups
-
-
 def _classifier_baselines(seed):
     return {
         "RandomForest": RandomForestClassifier(random_state=seed),
@@ -316,7 +308,7 @@ def _shared_structure(run):
     _meta_train(f"MAMLClassifier on {n_train} tasks (2-way 5-shot episodes)", maml,
                 tasks[:n_train])
     start = MAMLClassifier(max_epochs=0, **params).fit(tasks[:n_train])
-    X, y, groups = _stack(tasks[n_train:])
+    X, y, groups = stack_tasks(tasks[n_train:])
     panel = run.panel(
         "shared-structure", f"2-way episodes of {n_test} held-out tasks",
         {MAML: maml, RANDOM_START: start, **_classifier_baselines(a.seed)}, X, y, groups=groups,
@@ -423,7 +415,7 @@ def _sinusoid(run):
     # The paper's baseline: one network pretrained on all training tasks' pooled data,
     # fine-tuned on each support set with as many SGD steps as MAML adapts with, at a
     # step size tuned on training-task episodes.
-    X_pool, y_pool, g_pool = _stack(train)
+    X_pool, y_pool, g_pool = stack_tasks(train)
     pretrain_epochs = min(10, max(1, a.epochs // 4))  # its loss is flat after about 6
     print(f"\nPretraining the baseline network on the pooled {len(y_pool)} points of the "
           f"training tasks ({pretrain_epochs} epochs):", flush=True)
@@ -439,7 +431,7 @@ def _sinusoid(run):
     print(f"Fine-tuning step size {lr} (best of {search.param_grid['lr']} on 50 episodes of "
           "training tasks).", flush=True)
 
-    X, y, groups = _stack(test)
+    X, y, groups = stack_tasks(test)
     panel = run.panel(
         "sinusoid", "episodes of 100 fresh sinusoids",
         {MAML: maml, RANDOM_START: start,

@@ -14,12 +14,9 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils.validation import _num_samples, column_or_1d
 
-__all__ = ["TaskSplitter", "train_test_split_classes"]
+from ._validation import check_int
 
-
-def _check_positive_int(value, name, minimum=1):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+__all__ = ["TaskSplitter", "stack_tasks", "train_test_split_classes"]
 
 
 def _label(value):
@@ -146,10 +143,10 @@ class TaskSplitter(BaseEstimator):
 
     def _check_params(self):
         if self.n_way is not None:
-            _check_positive_int(self.n_way, "n_way", minimum=2)
-        _check_positive_int(self.k_shot, "k_shot")
-        _check_positive_int(self.n_query, "n_query")
-        _check_positive_int(self.n_tasks, "n_tasks")
+            check_int(self.n_way, "n_way", minimum=2)
+        check_int(self.k_shot, "k_shot")
+        check_int(self.n_query, "n_query")
+        check_int(self.n_tasks, "n_tasks")
 
     def get_n_splits(self, X=None, y=None, groups=None):
         """Number of episodes ``split`` yields: ``n_tasks``."""
@@ -265,3 +262,42 @@ def train_test_split_classes(X, y, *, test_size=0.25, random_state=None):
         _safe_indexing(X, train_idx), _safe_indexing(X, test_idx),
         _safe_indexing(y, train_idx), _safe_indexing(y, test_idx),
     )
+
+
+def stack_tasks(tasks):
+    """A list of ``(X_i, y_i)`` task datasets as one ``(X, y, groups)`` dataset.
+
+    ``groups`` holds each row's task index, so ``TaskSplitter.split(X, y, groups)``
+    (and :func:`~sklmeta.model_selection.compare` with ``groups=``) draws every
+    episode from a single task.
+
+    Parameters
+    ----------
+    tasks : list of (X_i, y_i)
+        Task datasets of one width.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features)
+    y : ndarray of shape (n_samples,)
+    groups : ndarray of int of shape (n_samples,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklmeta import stack_tasks
+    >>> X, y, groups = stack_tasks([(np.zeros((2, 3)), [0, 1]), (np.ones((3, 3)), [1, 0, 1])])
+    >>> X.shape, groups.tolist()
+    ((5, 3), [0, 0, 1, 1, 1])
+    """
+    if len(tasks) == 0:
+        raise ValueError("stack_tasks got an empty task list.")
+    widths = sorted({np.shape(Xi)[1] for Xi, _ in tasks})
+    if len(widths) > 1:
+        raise ValueError(
+            f"The tasks have different widths {widths}; one (X, y, groups) dataset needs one."
+        )
+    X = np.concatenate([np.asarray(Xi) for Xi, _ in tasks])
+    y = np.concatenate([column_or_1d(yi) for _, yi in tasks])
+    groups = np.repeat(np.arange(len(tasks)), [len(column_or_1d(yi)) for _, yi in tasks])
+    return X, y, groups

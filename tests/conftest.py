@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 import torch
 
@@ -46,9 +45,3 @@ def same_weights(a, b):
     return all(torch.equal(x, y) for x, y in zip(a, b))
 
 
-def stack_tasks(tasks):
-    """A task list as one (X, y, groups) dataset."""
-    X = np.concatenate([t[0] for t in tasks])
-    y = np.concatenate([t[1] for t in tasks])
-    groups = np.repeat(np.arange(len(tasks)), [len(t[1]) for t in tasks])
-    return X, y, groups

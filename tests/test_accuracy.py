@@ -6,7 +6,6 @@ the claims fail loudly if a change breaks them.
 
 import numpy as np
 import pytest
-from conftest import stack_tasks
 from sklearn.datasets import load_digits
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -14,7 +13,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sklmeta import MAMLClassifier, TaskSplitter
+from sklmeta import MAMLClassifier, TaskSplitter, stack_tasks
 from sklmeta.datasets import make_classification_tasks
 from sklmeta.model_selection import compare
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import same_weights, small_classifier, small_regressor, stack_tasks, weights
+from conftest import same_weights, small_classifier, small_regressor, weights
 from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_iris, load_wine
 from sklearn.exceptions import NotFittedError
@@ -16,7 +16,7 @@ from sklearn.preprocessing import StandardScaler
 from skorch.callbacks import Callback, EarlyStopping
 
 import sklmeta
-from sklmeta import AdaptedClassifier, AdaptedRegressor, TaskSplitter
+from sklmeta import AdaptedClassifier, AdaptedRegressor, TaskSplitter, stack_tasks
 from sklmeta.datasets import make_sinusoid_tasks
 
 

@@ -1,13 +1,13 @@
 import numpy as np
 import pytest
-from conftest import small_classifier, small_regressor, stack_tasks
+from conftest import small_classifier, small_regressor
 from sklearn.datasets import load_iris
 from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sklmeta import TaskSplitter
+from sklmeta import TaskSplitter, stack_tasks
 from sklmeta.model_selection import compare, mean_ci
 
 

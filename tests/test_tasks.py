@@ -4,7 +4,7 @@ from sklearn.datasets import load_iris
 from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
-from sklmeta import TaskSplitter, train_test_split_classes
+from sklmeta import TaskSplitter, stack_tasks, train_test_split_classes
 
 
 @pytest.fixture
@@ -113,3 +113,12 @@ def test_train_test_split_classes_is_class_disjoint(iris):
     assert set(y_tr).isdisjoint(y_te)
     with pytest.raises(ValueError, match="both parts need at least one class"):
         train_test_split_classes(X, y, test_size=3)
+
+
+def test_stack_tasks_makes_one_dataset_with_task_groups():
+    X, y, groups = stack_tasks([(np.zeros((2, 3)), [0, 1]), (np.ones((3, 3)), np.array([[1], [0], [1]]))])
+    assert X.shape == (5, 3) and y.tolist() == [0, 1, 1, 0, 1] and groups.tolist() == [0, 0, 1, 1, 1]
+    with pytest.raises(ValueError, match=r"different widths \[2, 3\]"):
+        stack_tasks([(np.zeros((2, 3)), [0, 1]), (np.zeros((2, 2)), [0, 1])])
+    with pytest.raises(ValueError, match="empty task list"):
+        stack_tasks([])
