@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from ._mlp import mlp_forward, mlp_inner_loop, mlp_layers
+from ._mlp import mlp_forward, mlp_inner_loop, mlp_layers, step_size
 
 __all__ = ["inner_loop", "adapt_predict", "adapt_many", "predict_many", "EpisodeLoss"]
 
@@ -44,11 +44,7 @@ class EpisodeLoss(torch.nn.Module):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
 
 
-def _step_size(lr, name):
-    return lr[name] if isinstance(lr, dict) else lr
-
-
-def inner_loop(model, params, x, y, *, loss, lr, steps, first_order=False):
+def inner_loop(model, params, x, y, *, loss, lr, steps, first_order=False, adapted=None):
     """Adapt ``params`` to one task with ``steps`` gradient steps on ``(x, y)``.
 
     Parameters
@@ -57,34 +53,41 @@ def inner_loop(model, params, x, y, *, loss, lr, steps, first_order=False):
         Only its architecture is used, through ``functional_call``.
     params : dict of str to Tensor
         The initialisation. Parameters of ``model`` missing from the dict keep the
-        module's own values and are not adapted.
+        module's own values.
     x, y : Tensor
         The support set of a single task.
     loss : callable
         ``loss(output, y) -> scalar``.
-    lr : float or dict of str to Tensor
-        Inner step size, global or per parameter (Meta-SGD).
+    lr : float, dict of str to Tensor, or list of them
+        Inner step size: global, per parameter (Meta-SGD), or per step and
+        parameter (see :func:`step_size`).
     steps : int
     first_order : bool, default=False
         Detach the inner gradients, dropping the second-order terms of the
         meta-gradient.
+    adapted : collection of str, default=None
+        Names of the parameters the inner loop updates (ANIL: the head); the
+        others are used as they are. None adapts all of ``params``.
 
     Returns
     -------
     dict of str to Tensor
-        New adapted parameters.
+        New parameters: the adapted ones updated, the others as given.
     """
+    names = params.keys() if adapted is None else adapted
+    fixed = {k: v for k, v in params.items() if k not in names}
+    fast = {k: v for k, v in params.items() if k in names}
 
     def support_loss(p):
-        return loss(functional_call(model, p, (x,)), y)
+        return loss(functional_call(model, {**fixed, **p}, (x,)), y)
 
     grad_fn = grad(support_loss)
-    for _ in range(steps):
-        g = grad_fn(params)
+    for step in range(steps):
+        g = grad_fn(fast)
         if first_order:
             g = {k: v.detach() for k, v in g.items()}
-        params = {k: p - _step_size(lr, k) * g[k] for k, p in params.items()}
-    return params
+        fast = {k: p - step_size(lr, k, step) * g[k] for k, p in fast.items()}
+    return {**fixed, **fast}
 
 
 def _fast_layers(model, params, loss=None):
@@ -97,41 +100,57 @@ def _fast_layers(model, params, loss=None):
     return layers if names == set(params) else None
 
 
-def adapt_predict(model, params, xs, ys, xq, *, loss, lr, steps, first_order=False):
+def _adapt_batch(model, params, xs, ys, *, loss, lr, steps, first_order=False, adapted=None):
+    """Adapted parameters of a batch of tasks ``[T, ...]``, and the MLP layers if any.
+
+    Parameters that are not adapted may come back unbatched (shared by all tasks).
+    """
+    layers = _fast_layers(model, params, loss)
+    if layers is not None:
+        head = layers[-1][:2]
+        if adapted is None or set(adapted) == set(params):
+            head_only = False
+        elif set(adapted) == set(head):
+            head_only = True
+        else:
+            layers = None
+    if layers is not None:
+        return layers, mlp_inner_loop(layers, params, xs, ys, loss=loss, lr=lr, steps=steps,
+                                      first_order=first_order, head_only=head_only)
+    return None, vmap(lambda x, y: inner_loop(
+        model, params, x, y, loss=loss, lr=lr, steps=steps, first_order=first_order,
+        adapted=adapted,
+    ))(xs, ys)
+
+
+def adapt_predict(model, params, xs, ys, xq, *, loss, lr, steps, first_order=False,
+                  adapted=None):
     """Adapt on every task's support set, then predict its query set.
 
     ``xs, ys, xq`` are task-first: ``[task, shot, ...]``. Returns the query outputs
     ``[task, query, n_outputs]``; the meta-loss is ``loss`` over them. sklmeta's
     own MLP takes the hand-batched path (:mod:`sklmeta._mlp`), any other module
-    ``vmap`` over :func:`inner_loop`; both compute the same function.
+    ``vmap`` over :func:`inner_loop`; both compute the same function. ``adapted``
+    names the parameters the inner loop updates (None: all).
     """
-    layers = _fast_layers(model, params, loss)
+    layers, new = _adapt_batch(model, params, xs, ys, loss=loss, lr=lr, steps=steps,
+                               first_order=first_order, adapted=adapted)
     if layers is not None:
-        adapted = mlp_inner_loop(layers, params, xs, ys, loss=loss, lr=lr, steps=steps,
-                                 first_order=first_order)
-        return mlp_forward(layers, adapted, xq)
-
-    def one_task(xs_t, ys_t, xq_t):
-        adapted = inner_loop(
-            model, params, xs_t, ys_t, loss=loss, lr=lr, steps=steps, first_order=first_order
-        )
-        return functional_call(model, adapted, (xq_t,))
-
-    return vmap(one_task)(xs, ys, xq)
+        return mlp_forward(layers, new, xq)
+    return vmap(lambda p, x: functional_call(model, p, (x,)))(new, xq)
 
 
-def adapt_many(model, params, xs, ys, *, loss, lr, steps):
-    """Adapted parameters of many tasks at once, stacked on a leading task axis.
+def adapt_many(model, params, xs, ys, *, loss, lr, steps, adapted=None):
+    """Adapted parameters of many tasks at once, each stacked on a leading task axis.
 
     Runs without building a graph for the outer parameters (adaptation only).
     """
-    layers = _fast_layers(model, params, loss)
     with torch.no_grad():
-        if layers is not None:
-            return mlp_inner_loop(layers, params, xs, ys, loss=loss, lr=lr, steps=steps)
-        return vmap(
-            lambda x, y: inner_loop(model, params, x, y, loss=loss, lr=lr, steps=steps)
-        )(xs, ys)
+        _, new = _adapt_batch(model, params, xs, ys, loss=loss, lr=lr, steps=steps,
+                              adapted=adapted)
+    n = len(xs)
+    return {k: v if v.dim() > params[k].dim() else v.expand(n, *v.shape)
+            for k, v in new.items()}
 
 
 def predict_many(model, stacked_params, x):

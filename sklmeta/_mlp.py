@@ -18,7 +18,7 @@ against each other and against a per-task autograd reference in the tests.
 
 import torch
 
-__all__ = ["mlp_layers", "mlp_forward", "mlp_inner_loop"]
+__all__ = ["mlp_layers", "mlp_forward", "mlp_inner_loop", "step_size"]
 
 _ACTIVATIONS = {torch.nn.ReLU: "relu", torch.nn.Tanh: "tanh"}
 
@@ -107,20 +107,48 @@ def _output_grad(loss, out, y):
     return d
 
 
-def mlp_inner_loop(layers, params, x, y, *, loss, lr, steps, first_order=False):
+def step_size(lr, name, step):
+    """The step size of parameter ``name`` at inner step ``step``.
+
+    ``lr`` is a float (MAML), a dict of per-parameter tensors (Meta-SGD), or a
+    list with one such dict per inner step (per-step, per-tensor rates).
+    """
+    if isinstance(lr, (list, tuple)):
+        if step >= len(lr):
+            raise ValueError(
+                f"The step sizes were learned for {len(lr)} inner steps; cannot take step "
+                f"{step + 1}. Adapt with at most {len(lr)} steps."
+            )
+        lr = lr[step]
+    return lr[name] if isinstance(lr, dict) else lr
+
+
+def mlp_inner_loop(layers, params, x, y, *, loss, lr, steps, first_order=False,
+                   head_only=False):
     """The MAML inner loop for a batch of tasks at once.
 
     ``x [T, n, in]``, ``y [T, n]``; ``params`` may be shared (unbatched) or per
-    task. Returns per-task adapted parameters ``[T, ...]``.
+    task. ``lr`` as in :func:`step_size`. Returns per-task
+    adapted parameters ``[T, ...]``; with ``head_only`` (ANIL) only the last
+    layer is adapted, on body features computed once, and the body's
+    parameters come back as given.
     """
-    for _ in range(steps):
+    if head_only:
+        body, head = layers[:-1], layers[-1:]
+        features = mlp_forward(body, params, x)
+        head_params = mlp_inner_loop(
+            head, {k: params[k] for k in head[0][:2]}, features, y, loss=loss, lr=lr,
+            steps=steps, first_order=first_order,
+        )
+        return {**params, **head_params}
+    for step in range(steps):
         cache = []
         out = mlp_forward(layers, params, x, cache)
         grads = _mlp_backward(layers, params, cache, _output_grad(loss, out, y))
         if first_order:
             grads = {k: g.detach() for k, g in grads.items()}
-        if isinstance(lr, dict):
-            params = {k: p - lr[k] * grads[k] for k, p in params.items()}
-        else:
+        if isinstance(lr, (int, float)):
             params = {k: torch.add(p, grads[k], alpha=-lr) for k, p in params.items()}
+        else:
+            params = {k: p - step_size(lr, k, step) * grads[k] for k, p in params.items()}
     return params

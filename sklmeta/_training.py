@@ -18,8 +18,6 @@ from skorch import NeuralNet
 from skorch.callbacks import EarlyStopping
 from skorch.utils import to_device
 
-from ._functional import adapt_predict
-
 __all__ = ["EpisodeDataset", "EpisodeLoader", "MetaNet", "RandomStartEarlyStopping"]
 
 
@@ -157,48 +155,36 @@ class EpisodeLoader:
 
 
 class MetaNet(NeuralNet):
-    """skorch net whose training step is a MAML meta-step.
+    """skorch net whose training step is a meta-step.
 
-    The module holds the meta-parameters (the learned initialisation); the
-    criterion is an :class:`~sklmeta._functional.EpisodeLoss`, used for the inner
-    loss and the meta-loss alike.
+    The module is a :class:`~sklmeta._algorithms.Learner` (the network and any
+    other meta-learned tensors); the criterion is an
+    :class:`~sklmeta._functional.EpisodeLoss`, used for the inner loss and the
+    meta-loss alike.
 
     Parameters (besides skorch's)
     -----------------------------
-    inner_lr, inner_steps, first_order
-        The inner loop of meta-training.
-    adapt_steps
-        Inner steps at adaptation time, used for validation episodes too, so
-        that early stopping watches what ``adapt`` will deliver.
+    algorithm : sklmeta._algorithms.MAML or a subclass
+        How tasks are adapted and what the meta-update is. Validation episodes
+        are adapted as ``adapt`` will adapt (``adapt_steps``), so that early
+        stopping watches what ``adapt`` delivers.
     """
 
-    def __init__(self, module, *args, inner_lr=0.01, inner_steps=1, adapt_steps=1,
-                 first_order=False, **kwargs):
+    def __init__(self, module, *args, algorithm=None, **kwargs):
         super().__init__(module, *args, **kwargs)
-        self.inner_lr = inner_lr
-        self.inner_steps = inner_steps
-        self.adapt_steps = adapt_steps
-        self.first_order = first_order
-
-    def meta_parameters(self):
-        return dict(self.module_.named_parameters())
+        self.algorithm = algorithm
 
     def query_outputs(self, Xi, training):
         xs, ys, xq = (to_device(Xi[k], self.device) for k in ("xs", "ys", "xq"))
-        return adapt_predict(
-            self.module_, self.meta_parameters(), xs, ys, xq,
-            loss=self.criterion_, lr=self.inner_lr,
-            steps=self.inner_steps if training else self.adapt_steps,
-            first_order=self.first_order,
-        )
+        return self.algorithm.query_outputs(self.module_, xs, ys, xq, loss=self.criterion_,
+                                            training=training)
 
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)
         Xi, yq = batch
-        out = self.query_outputs(Xi, training=True)
-        loss = self.get_loss(out, to_device(yq, self.device), X=Xi, training=True)
-        loss.backward()
-        return {"loss": loss, "y_pred": out.detach()}
+        xs, ys, xq, yq = (to_device(t, self.device) for t in (Xi["xs"], Xi["ys"], Xi["xq"], yq))
+        loss, out = self.algorithm.meta_step(self, xs, ys, xq, yq)
+        return {"loss": loss, "y_pred": out}
 
     def _evaluate_batch(self, batch):
         """Query loss and accuracy (None for regression) of one meta-batch, no graph."""

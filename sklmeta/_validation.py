@@ -2,6 +2,8 @@
 
 import numbers
 
+import numpy as np
+
 
 def check_int(value, name, minimum=1):
     """``value`` is an integer (not a bool) >= ``minimum``, or a ValueError naming it."""
@@ -24,3 +26,20 @@ def check_hidden_layer_sizes(sizes):
     ):
         raise ValueError(f"hidden_layer_sizes must be a tuple of positive integers; got {sizes!r}.")
     return sizes
+
+
+def unique_labels(values, name="y"):
+    """``np.unique(values, return_inverse=True)``, or a ValueError naming ``name``.
+
+    numpy cannot sort labels of different types (``[1, "a"]`` in an object array,
+    or ``None`` among strings) and raises a bare TypeError from deep inside; this
+    says which input mixes which types instead.
+    """
+    try:
+        return np.unique(values, return_inverse=True)
+    except TypeError:
+        types = sorted({type(v).__name__ for v in np.asarray(values, dtype=object).ravel()})
+        raise ValueError(
+            f"{name} has labels of mixed types ({', '.join(types)}) that cannot be sorted; "
+            "use labels of a single type (all int or all str)."
+        ) from None

@@ -12,9 +12,10 @@ import numbers
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import _safe_indexing, check_random_state
+from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import _num_samples, column_or_1d
 
-from ._validation import check_int
+from ._validation import check_int, unique_labels
 
 __all__ = ["TaskSplitter", "stack_tasks", "train_test_split_classes"]
 
@@ -22,6 +23,13 @@ __all__ = ["TaskSplitter", "stack_tasks", "train_test_split_classes"]
 def _label(value):
     """``repr`` of a label as the user wrote it (``2``, not ``np.int64(2)``)."""
     return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _listing(items, limit=10):
+    """``items`` joined by commas, the first ``limit`` only (a continuous y has thousands)."""
+    items = list(items)
+    more = f", ... ({len(items) - limit} more)" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
 
 
 class _EpisodeSampler:
@@ -38,12 +46,12 @@ class _EpisodeSampler:
         if n_way is None:
             if n_samples < need:
                 raise ValueError(
-                    f"{where}has {n_samples} samples, fewer than k_shot + n_query = "
+                    f"{where or 'X '}has {n_samples} samples, fewer than k_shot + n_query = "
                     f"{k_shot} + {n_query} = {need}."
                 )
             self.n_samples = n_samples
             return
-        classes, y_idx = np.unique(y, return_inverse=True)
+        classes, y_idx = unique_labels(y, "y")
         if n_way > len(classes):
             of = f"of {where}" if where else "in y "
             raise ValueError(
@@ -53,7 +61,7 @@ class _EpisodeSampler:
         counts = np.bincount(y_idx, minlength=len(classes))
         small = counts < need
         if small.any():
-            detail = ", ".join(
+            detail = _listing(
                 f"class {_label(c)} has {n}" for c, n in zip(classes[small], counts[small])
             )
             raise ValueError(
@@ -156,20 +164,41 @@ class TaskSplitter(BaseEstimator):
     def _samplers(self, n_samples, y=None, groups=None):
         """One sampler per pool (the whole data, or each group) and each pool's rows."""
         self._check_params()
+        if n_samples == 0:
+            raise ValueError(
+                "TaskSplitter.split got X with 0 samples; an episode needs k_shot + n_query "
+                f"= {self.k_shot} + {self.n_query} samples{' per class' if self.n_way else ''}."
+            )
         if self.n_way is not None:
             if y is None:
                 raise ValueError("TaskSplitter with n_way needs y to draw classes from.")
             y = column_or_1d(y)
             if len(y) != n_samples:
                 raise ValueError(f"X has {n_samples} samples but y has {len(y)}.")
+            # Class labels, as the estimators (and scikit-learn's splitters) require:
+            # mixed types, NaN or a continuous y are a named error, not a TypeError
+            # from numpy or a "class" per distinct float.
+            unique_labels(y, "y")
+            y_type = type_of_target(y, input_name="y")
+            if y_type not in ("binary", "multiclass"):
+                raise ValueError(
+                    f"Unknown label type: {y_type}. TaskSplitter with n_way draws episodes "
+                    "by class and needs class labels in y; for a continuous target (a "
+                    "regression) leave n_way=None."
+                )
         if groups is None:
             pools = [np.arange(n_samples)]
             names = [""]
         else:
+            shape = np.shape(groups)
+            if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+                raise ValueError(
+                    f"groups should be a 1d array, got an array of shape {shape} instead."
+                )
             groups = column_or_1d(groups)
             if len(groups) != n_samples:
                 raise ValueError(f"X has {n_samples} samples but groups has {len(groups)}.")
-            uniq, inv = np.unique(groups, return_inverse=True)
+            uniq, inv = unique_labels(groups, "groups")
             order = np.argsort(inv, kind="stable")  # one sort, not a mask per group
             pools = np.split(order, np.cumsum(np.bincount(inv))[:-1])
             names = [f"group {_label(g)} " for g in uniq]

@@ -1,7 +1,8 @@
 """scikit-learn's common estimator checks for the meta-estimators.
 
 ``parametrize_with_checks`` runs every check of ``sklearn.utils.estimator_checks``
-on :class:`~sklmeta.MAMLClassifier` and :class:`~sklmeta.MAMLRegressor`.
+on every public meta-estimator: MAML, Meta-SGD, ANIL and Reptile (classifier and
+regressor each) and ProtoNet (classifier).
 
 The meta-learning contract departs from a plain estimator's in one place the
 checks notice: ``fit`` meta-trains an initialisation, and a meta-estimator
@@ -24,13 +25,16 @@ support (its arrays go to torch).
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklmeta import MAMLClassifier, MAMLRegressor, TaskSplitter
+import sklmeta
+from sklmeta import TaskSplitter
+from sklmeta._base import _MetaEstimatorBase
 
 _NO_PREDICT = "a meta-estimator predicts only after adapt(); it has no predict"
 
-# The only place expected failures are listed: estimator class -> {check name: reason}.
+# The only place expected failures are listed: estimator kind -> {check name: reason}.
+# They are the same for every algorithm: they come from the meta-learning contract.
 EXPECTED_FAILED_CHECKS = {
-    MAMLClassifier: {
+    "classifier": {
         # -- the meta-learning contract
         "check_classifiers_train": (
             "a meta-classifier has no classes_ (episode labels are re-mapped to "
@@ -45,7 +49,7 @@ EXPECTED_FAILED_CHECKS = {
             f"{_NO_PREDICT}; the check calls it right after the first (1-d y) fit"
         ),
     },
-    MAMLRegressor: {
+    "regressor": {
         # -- the meta-learning contract
         "check_regressors_train": _NO_PREDICT,
         "check_regressors_int": f"{_NO_PREDICT}, which the check compares for int and float y",
@@ -60,10 +64,7 @@ EXPECTED_FAILED_CHECKS = {
 
 
 def _expected_failed_checks(estimator):
-    for cls, checks in EXPECTED_FAILED_CHECKS.items():
-        if isinstance(estimator, cls):
-            return checks
-    return {}
+    return EXPECTED_FAILED_CHECKS[estimator.__sklearn_tags__().estimator_type]
 
 
 # Small and fast. The episode sizes fit sklearn's small check data: the
@@ -71,10 +72,22 @@ def _expected_failed_checks(estimator):
 # check_fit2d_1feature has 3); the regressor keeps n_query = 2 because R^2 of a
 # single query sample is undefined (NaN), which would make the score checks vacuous.
 _SMALL = dict(max_epochs=2, meta_batch_size=4, hidden_layer_sizes=(8,), random_state=0)
-ESTIMATORS = [
-    MAMLClassifier(task_splitter=TaskSplitter(k_shot=2, n_query=1, n_tasks=8), **_SMALL),
-    MAMLRegressor(task_splitter=TaskSplitter(k_shot=2, n_query=2, n_tasks=8), **_SMALL),
+META_ESTIMATORS = [
+    getattr(sklmeta, name) for name in sklmeta.__all__
+    if isinstance(getattr(sklmeta, name), type)
+    and issubclass(getattr(sklmeta, name), _MetaEstimatorBase)
 ]
+ESTIMATORS = [
+    cls(task_splitter=TaskSplitter(k_shot=2, n_query=1 if cls._task == "classification" else 2,
+                                   n_tasks=8), **_SMALL)
+    for cls in META_ESTIMATORS
+]
+
+
+def test_every_algorithm_is_checked():
+    names = {cls.__name__ for cls in META_ESTIMATORS}
+    assert names == {f"{a}{k}" for a in ("MAML", "MetaSGD", "ANIL", "Reptile")
+                     for k in ("Classifier", "Regressor")} | {"ProtoNetClassifier"}
 
 
 # sklearn's check data are too small to hold out tasks or classes for

@@ -449,5 +449,5 @@ def test_skorch_checkpoint_saves_the_best_meta_parameters(class_tasks, tmp_path)
     assert (tmp_path / "params.pt").stat().st_size > 0
     saved = torch.load(tmp_path / "params.pt", weights_only=True)
     best = int(np.argmin(meta.history_[:, "valid_loss"]))
-    assert set(saved) == set(meta.module_.state_dict())
+    assert set(saved) == set(meta.net_.module_.state_dict())
     assert meta.history_[best, "event_cp"] is True

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch.func import functional_call
 
+from sklmeta._algorithms import MAML
 from sklmeta._functional import EpisodeLoss, adapt_many, adapt_predict, inner_loop
 from sklmeta._mlp import mlp_layers
 from sklmeta._training import MetaNet
@@ -94,13 +95,15 @@ def test_first_order_drops_exactly_the_second_order_terms(problem, steps):
 
 def test_metanet_training_step_computes_the_reference_gradient(problem):
     model, xs, ys, xq, yq = problem
-    net = MetaNet(model, criterion=EpisodeLoss, criterion__task="classification",
-                  criterion__n_classes=N_WAY, inner_lr=0.3, inner_steps=2, train_split=None)
+    algorithm = MAML(inner_lr=0.3, inner_steps=2, adapt_steps=2)
+    net = MetaNet(algorithm.learner(model, xs.shape[-1]), criterion=EpisodeLoss,
+                  criterion__task="classification", criterion__n_classes=N_WAY,
+                  algorithm=algorithm, train_split=None)
     net.initialize()
     net.module_.zero_grad()
     net.train_step_single(({"xs": xs, "ys": ys, "xq": xq}, yq))
     ours = [p.grad for p in net.module_.parameters()]
-    ref = reference_meta_grad(net.module_, xs, ys, xq, yq, 0.3, 2, detach_inner=False)
+    ref = reference_meta_grad(net.module_.net, xs, ys, xq, yq, 0.3, 2, detach_inner=False)
     assert max_diff(ours, ref) < 1e-5
 
 
