@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from sklmeta._algorithms import MAML
+from sklmeta._algorithms import MAML, MetaSGD
 from sklmeta._functional import EpisodeLoss, adapt_many, adapt_predict, inner_loop
 from sklmeta._mlp import mlp_layers
 from sklmeta._training import MetaNet
@@ -45,10 +45,16 @@ def problem(request):
     return model, xs, ys, xq, yq
 
 
-def reference_meta_grad(model, xs, ys, xq, yq, lr, steps, detach_inner):
-    """Per-task loop with torch.autograd.grad, as a tutorial would write it."""
+def reference_meta_grad(model, xs, ys, xq, yq, lr, steps, detach_inner, adapted=None):
+    """Per-task loop with torch.autograd.grad, as a tutorial would write it.
+
+    ``lr`` is a float or one float per parameter; only the parameters named in
+    ``adapted`` (default: all) take inner steps.
+    """
     params = list(model.parameters())
     names = [n for n, _ in model.named_parameters()]
+    lrs = lr if isinstance(lr, list) else [lr] * len(params)
+    moving = [adapted is None or n in adapted for n in names]
     loss_fn = torch.nn.functional.cross_entropy
     total = 0.0
     for t in range(len(xs)):
@@ -58,17 +64,17 @@ def reference_meta_grad(model, xs, ys, xq, yq, lr, steps, detach_inner):
             grads = torch.autograd.grad(loss_fn(out, ys[t]), fast, create_graph=not detach_inner)
             if detach_inner:
                 grads = [g.detach() for g in grads]
-            fast = [p - lr * g for p, g in zip(fast, grads)]
+            fast = [p - a * g if m else p for p, a, g, m in zip(fast, lrs, grads, moving)]
         out = functional_call(model, dict(zip(names, fast)), (xq[t],))
         total = total + loss_fn(out, yq[t]) / len(xs)
     return torch.autograd.grad(total, params)
 
 
-def sklmeta_meta_grad(model, xs, ys, xq, yq, lr, steps, first_order):
+def sklmeta_meta_grad(model, xs, ys, xq, yq, lr, steps, first_order, adapted=None):
     loss = EpisodeLoss("classification", N_WAY)
     params = dict(model.named_parameters())
     out = adapt_predict(model, params, xs, ys, xq, loss=loss, lr=lr, steps=steps,
-                        first_order=first_order)
+                        first_order=first_order, adapted=adapted)
     return torch.autograd.grad(loss(out, yq), list(params.values()))
 
 
@@ -171,3 +177,62 @@ def test_hand_batched_mlp_equals_torch_func_on_the_same_network(task, n_out, n_c
     g_fast = torch.autograd.grad(loss(fast, yq), list(params.values()))
     g_slow = torch.autograd.grad(loss(slow, yq), list(params.values()))
     assert max_diff(g_fast, g_slow) < 1e-5
+
+
+# ------------------------------------------------- the algorithms on the same core
+def head(model):
+    return [n for n, _ in model.named_parameters()][-2:]
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_anil_meta_gradient_matches_a_head_only_reference(problem, steps):
+    model = problem[0]
+    ours = sklmeta_meta_grad(*problem, lr=0.3, steps=steps, first_order=False,
+                             adapted=head(model))
+    ref = reference_meta_grad(*problem, lr=0.3, steps=steps, detach_inner=False,
+                              adapted=head(model))
+    assert max_diff(ours, ref) < 1e-5
+    # the body still learns, through the head's adaptation (second order)
+    assert ours[0].abs().max() > 1e-4
+
+
+def test_anil_adapts_the_head_and_leaves_the_body_untouched(problem):
+    model, xs, ys, _, _ = problem
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    new = adapt_many(model, params, xs, ys, loss=EpisodeLoss("classification", N_WAY),
+                     lr=0.5, steps=2, adapted=head(model))
+    for name, p in params.items():
+        moved = (new[name] - p).abs().amax(dim=tuple(range(1, p.dim() + 1)))
+        if name in head(model):
+            assert (moved > 1e-4).all(), name
+        else:
+            assert (moved == 0).all(), name
+
+
+@pytest.mark.parametrize("lr_mode", ["element", "tensor-step"])
+def test_meta_sgd_with_constant_rates_is_maml(problem, lr_mode):
+    model, xs, ys, xq, yq = problem
+    loss = EpisodeLoss("classification", N_WAY)
+    maml, meta_sgd = MAML(0.3, 2, 2), MetaSGD(0.3, 2, 2, lr_mode=lr_mode)
+    grads = []
+    for algorithm in (maml, meta_sgd):
+        learner = algorithm.learner(model, DIM)
+        out = algorithm.query_outputs(learner, xs, ys, xq, loss=loss, training=True)
+        grads.append(torch.autograd.grad(loss(out, yq), list(learner.net.parameters())))
+    assert max_diff(*grads) < 1e-6
+
+
+def test_meta_sgd_rates_are_per_parameter_and_get_a_meta_gradient(problem):
+    model, xs, ys, xq, yq = problem
+    loss = EpisodeLoss("classification", N_WAY)
+    algorithm = MetaSGD(0.3, 1, 1)
+    learner = algorithm.learner(model, DIM)
+    with torch.no_grad():  # a different rate for every parameter tensor
+        for i, lr in enumerate(learner.lrs):
+            lr.fill_(0.1 * (i + 1))
+    out = algorithm.query_outputs(learner, xs, ys, xq, loss=loss, training=True)
+    loss(out, yq).backward()
+    ref = reference_meta_grad(model, xs, ys, xq, yq, [0.1 * (i + 1) for i in range(6)], 1,
+                              detach_inner=False)
+    assert max_diff([p.grad for p in model.parameters()], ref) < 1e-5
+    assert all(lr.grad is not None and lr.grad.abs().max() > 0 for lr in learner.lrs)
