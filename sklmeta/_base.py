@@ -32,7 +32,7 @@ from ._training import (
     MetaNet,
     RandomStartEarlyStopping,
 )
-from ._validation import check_hidden_layer_sizes, check_int, check_positive
+from ._validation import check_hidden_layer_sizes, check_int, check_positive, unique_labels
 from .tasks import TaskSplitter, _EpisodeSampler, _label
 
 _ACTIVATIONS = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "gelu": torch.nn.GELU}
@@ -71,21 +71,43 @@ def make_mlp(n_features, hidden_layer_sizes, n_outputs, activation="relu"):
     return torch.nn.Sequential(*layers)
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _embed(X, width, mean, scale, device):
-    """Standardise (when ``mean`` is given) and zero-pad ``X`` to ``width`` columns."""
-    X = np.asarray(X, dtype=np.float32)
+    """Standardise (when ``mean`` is given) and zero-pad ``X`` to ``width`` columns.
+
+    Standardised in float64, then checked to fit float32 (the precision of the
+    networks), so huge raw values do not overflow silently into inf or NaN.
+    """
+    X = np.asarray(X, dtype=np.float64)
     if mean is not None:
         X = (X - mean) / scale
+    if X.size and np.abs(X).max() > _FLOAT32_MAX:
+        raise ValueError(
+            f"X has values beyond float32's range (|x| > {_FLOAT32_MAX:.3g}), the precision "
+            "sklmeta computes in; rescale X or use standardize=True."
+        )
+    X = X.astype(np.float32)
     if X.shape[1] < width:
         X = np.pad(X, ((0, 0), (0, width - X.shape[1])))
     return torch.as_tensor(X, device=device)
 
 
 def _standardiser(X):
-    mean = X.mean(axis=0).astype(np.float32)
-    scale = X.std(axis=0).astype(np.float32)
+    """Column means and standard deviations (1 for a constant column), in float64."""
+    X = np.asarray(X, dtype=np.float64)
+    mean, scale = X.mean(axis=0), X.std(axis=0)
     scale[scale == 0] = 1.0
     return mean, scale
+
+
+def _numeric_target(y, where=""):
+    """A regressor's target as float64, or a ValueError (not torch's TypeError) naming it."""
+    try:
+        return np.asarray(y, dtype=np.float64)
+    except ValueError as e:
+        raise ValueError(f"{where}y of a regressor must be numeric; got {y.dtype}: {e}") from None
 
 
 class _MetaEstimatorBase(BaseEstimator):
@@ -160,6 +182,8 @@ class _MetaEstimatorBase(BaseEstimator):
                 raise ValueError(f"{where}{e}") from e
         if self._task == "classification":
             check_classification_targets(y)
+        else:
+            y = _numeric_target(y, where)
         return X, y
 
     def _pools(self, X, y, groups):
@@ -188,10 +212,13 @@ class _MetaEstimatorBase(BaseEstimator):
         X, y = self._check_xy(X, y, reset=True)
         if groups is None:
             return [(X, y, "")], None, [None]
+        if np.ndim(groups) > 1 and np.shape(groups)[1:] != (1,):
+            raise ValueError(
+                f"groups should be a 1d array, got an array of shape {np.shape(groups)} instead.")
         groups = column_or_1d(groups)
         if len(groups) != len(y):
             raise ValueError(f"X has {len(y)} samples but groups has {len(groups)}.")
-        keys, inverse = np.unique(groups, return_inverse=True)
+        keys, inverse = unique_labels(groups, "groups")
         order = np.argsort(inverse, kind="stable")  # one sort, not a mask per group
         rows = np.split(order, np.cumsum(np.bincount(inverse))[:-1])
         pools = [(X[r], y[r], f"group {_label(g)} ") for g, r in zip(keys, rows)]
@@ -522,7 +549,11 @@ class _MetaEstimatorBase(BaseEstimator):
         if splitter.random_state is None:
             splitter.set_params(random_state=self.random_state)
         if self._task == "classification" and splitter.n_way is None:
-            splitter.set_params(n_way=min(self.n_way_, len(np.unique(column_or_1d(y)))))
+            n_classes = len(unique_labels(column_or_1d(y), "y")[0])
+            if n_classes < 2:
+                raise ValueError(f"{type(self).__name__}.score draws episodes of at least 2 "
+                                 f"classes; y has {n_classes}.")
+            splitter.set_params(n_way=min(self.n_way_, n_classes))
         return splitter
 
     def _episode_scores(self, X, y=None, groups=None, episodes=None):

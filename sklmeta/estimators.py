@@ -30,8 +30,15 @@ from sklearn.utils.validation import (
 from torch.func import functional_call
 
 from . import _algorithms
-from ._base import _embed, _MetaEstimatorBase, _standardiser, make_mlp, store_params
-from ._validation import check_int, check_positive
+from ._base import (
+    _embed,
+    _MetaEstimatorBase,
+    _numeric_target,
+    _standardiser,
+    make_mlp,
+    store_params,
+)
+from ._validation import check_int, check_positive, unique_labels
 from .tasks import _label
 
 __all__ = [
@@ -73,6 +80,8 @@ class _AdaptedBase(BaseEstimator):
             _check_n_features(meta, X, reset=False)
         if self._task == "classification":
             check_classification_targets(y)
+        else:
+            y = _numeric_target(y)
         return X, y
 
     def _encode(self, X, y):
@@ -117,7 +126,7 @@ class _AdaptedBase(BaseEstimator):
         return self._encode(*self._validate(X, y))
 
     def _check_known_labels(self, y):
-        unknown = np.setdiff1d(np.unique(y), self.classes_)
+        unknown = np.setdiff1d(unique_labels(y, "y")[0], self.classes_)
         if len(unknown):
             raise ValueError(
                 f"y has labels {unknown.tolist()} that are not among the support set's "

@@ -358,3 +358,43 @@ def test_huge_X_with_standardize_is_finite_and_equals_the_unscaled_data(kind, cl
         np.testing.assert_allclose(pred, expected, atol=1e-4)
         assert big.score(X * 1e6, y, groups=groups) == pytest.approx(
             small.score(X, y, groups=groups), abs=1e-3)
+
+
+# --------------------------------------------- errors of the estimators themselves
+def test_values_beyond_float32_are_standardised_in_float64_or_named(class_data):
+    X, y, groups = class_data
+    huge = X * 1e39  # beyond float32 (3.4e38): used to overflow silently into NaN
+    meta = classifier(standardize=True).fit(huge, y, groups=groups)
+    assert np.isfinite(meta.history_[:, "train_loss"]).all()
+    assert np.isfinite(meta.adapt(huge[:6], y[:6]).predict_proba(huge[6:12])).all()
+    with pytest.raises(ValueError, match="beyond float32's range.*standardize=True"):
+        classifier().fit(huge, y, groups=groups)
+
+
+def test_score_without_n_way_needs_two_classes(class_data):
+    X, y, groups = class_data
+    splitter = TaskSplitter(k_shot=3, n_query=3, n_tasks=8, random_state=0)
+    meta = classifier(task_splitter=splitter).fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match="score draws episodes of at least 2 classes; y has 1"):
+        meta.score(X, np.zeros(len(X), dtype=int))
+
+
+def test_mixed_type_labels_at_adapted_score_and_groups_at_fit(class_data, meta_clf):
+    X, y, groups = class_data
+    clf = meta_clf.adapt(X[:6], y[:6])
+    with pytest.raises(ValueError, match=r"y has labels of mixed types \(int, str\)"):
+        clf.score(X[6:10], np.array([0, "a", 1, "b"], dtype=object))
+    mixed = np.array([1, "a"] * (len(X) // 2), dtype=object)
+    with pytest.raises(ValueError, match=r"groups has labels of mixed types \(int, str\)"):
+        classifier().fit(X, y, groups=mixed)
+    with pytest.raises(ValueError, match=r"groups should be a 1d array, got an array of shape \(180, 2\)"):
+        classifier().fit(X, y, groups=np.c_[groups, groups])
+
+
+def test_a_regressor_with_string_targets_is_named(sine_data, meta_reg):
+    X, y, groups = sine_data
+    text = np.array(["a"] * len(y))
+    with pytest.raises(ValueError, match="y of a regressor must be numeric"):
+        regressor().fit(X, text, groups=groups)
+    with pytest.raises(ValueError, match="y of a regressor must be numeric"):
+        meta_reg.adapt(X[:5], text[:5])
