@@ -153,11 +153,13 @@ def rate(step, data, seconds=4.0):
     return n / (time.perf_counter() - start)
 
 
-def sklmeta_rate(device, steps, first_order, tasks):
+def sklmeta_rate(device, steps, first_order, tasks, cls=MAMLRegressor):
     splitter = TaskSplitter(k_shot=K, n_query=K, n_tasks=T * 100, random_state=0)
-    meta = MAMLRegressor(task_splitter=splitter, hidden_layer_sizes=(40, 40), inner_lr=LR,
-                         inner_steps=steps, first_order=first_order, meta_batch_size=T,
-                         max_epochs=6, early_stopping=False, device=device, random_state=0)
+    params = dict(task_splitter=splitter, hidden_layer_sizes=(40, 40), inner_lr=LR,
+                  inner_steps=steps, first_order=first_order, meta_lr=1e-3, meta_batch_size=T,
+                  max_epochs=6, early_stopping=False, device=device, random_state=0)
+    accepted = cls().get_params()
+    meta = cls(**{k: v for k, v in params.items() if k in accepted})
     start = time.perf_counter()
     meta.fit(tasks)
     total = time.perf_counter() - start
@@ -195,17 +197,18 @@ def matmul_gflops(shape_a, shape_b, device, seconds=1.0):
     return flops * n / (time.perf_counter() - start) / 1e9
 
 
-def batched_evaluation(device):
+def batched_evaluation(device, cls=MAMLClassifier, adapt_steps=None):
     from sklearn.datasets import load_digits
 
     X, y = load_digits(return_X_y=True)
     X = X / 16.0
     seen = y < 6
     splitter = TaskSplitter(n_way=3, k_shot=5, n_query=15, n_tasks=1000, random_state=0)
+    extra = {} if adapt_steps is None else {"adapt_steps": adapt_steps}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        meta = MAMLClassifier(task_splitter=splitter, hidden_layer_sizes=(64, 64), max_epochs=1,
-                              device=device, random_state=0).fit(X[seen], y[seen])
+        meta = cls(task_splitter=splitter, hidden_layer_sizes=(64, 64), max_epochs=1,
+                   device=device, random_state=0, **extra).fit(X[seen], y[seen])
     meta.score(X[~seen][:200], y[~seen][:200])  # warm-up
     start = time.perf_counter()
     meta.score(X[~seen], y[~seen])
@@ -261,6 +264,32 @@ def main(argv=None):
     seconds = batched_evaluation(device)
     print(f"\nBatched evaluation: adapt + predict + score of 1,000 digits episodes (3-way 5-shot, "
           f"MLP 64-64-64-3) with meta.score: {seconds:.2f} s.")
+    algorithms(device, tasks)
+
+
+def algorithms(device, tasks):
+    """Every algorithm on the same problem: meta-steps/s in fit(), and adaptation time."""
+    print("\n## Every algorithm\n")
+    print("Meta-steps per second inside fit() on the problem above (second-order where it "
+          "applies; Reptile is first-order by construction and adapts on support and query "
+          "rows together; ProtoNet has no inner loop and is a classifier, so it is timed "
+          "on digits below):\n")
+    print("| algorithm | 1 inner step | 5 inner steps |")
+    print("|---|---|---|")
+    for name, cls in [("MAML", sklmeta.MAMLRegressor), ("Meta-SGD", sklmeta.MetaSGDRegressor),
+                      ("ANIL", sklmeta.ANILRegressor), ("Reptile", sklmeta.ReptileRegressor)]:
+        rates = [sklmeta_rate(device, steps, False, tasks, cls)[0] for steps in (1, 5)]
+        print(f"| {name} | {rates[0]:.0f} | {rates[1]:.0f} |", flush=True)
+    print("\nAdapt + predict + score of 1,000 digits episodes (3-way 5-shot, MLP 64-64-64-3) "
+          "with meta.score, seconds:\n")
+    print("| algorithm | 1 adaptation step | 10 adaptation steps |")
+    print("|---|---|---|")
+    for name, cls in [("MAML", MAMLClassifier), ("Meta-SGD", sklmeta.MetaSGDClassifier),
+                      ("ANIL", sklmeta.ANILClassifier), ("Reptile", sklmeta.ReptileClassifier)]:
+        times = [batched_evaluation(device, cls, steps) for steps in (1, 10)]
+        print(f"| {name} | {times[0]:.2f} | {times[1]:.2f} |", flush=True)
+    proto = batched_evaluation(device, sklmeta.ProtoNetClassifier)
+    print(f"| ProtoNet (prototypes, no steps) | {proto:.2f} | - |")
 
 
 if __name__ == "__main__":

@@ -387,7 +387,9 @@ class _MetaEstimatorBase(BaseEstimator):
         learner = algorithm.learner(self._build_module(self._n_outputs(n_way), init_seed),
                                     self.n_features_in_)
 
-        callbacks = []
+        # The progress bar first: a callback that stops training (early stopping)
+        # raises at epoch end, and a bar not yet closed would leak into the next fit.
+        callbacks = [("progress_bar", ProgressBar())] if self.verbose else []
         if valid_ds is not None and self._task == "classification":
             callbacks.append(("valid_acc", PassthroughScoring(
                 "valid_acc", lower_is_better=False, on_train=False)))
@@ -400,8 +402,6 @@ class _MetaEstimatorBase(BaseEstimator):
                 threshold=0.0, threshold_mode="abs", load_best=True,
                 sink=print if self.verbose else noop,
             )))
-        if self.verbose:
-            callbacks.append(("progress_bar", ProgressBar()))
 
         self.net_ = MetaNet(
             learner,

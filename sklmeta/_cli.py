@@ -1,7 +1,7 @@
-"""``python -m sklmeta`` (and the ``sklmeta`` script): MAML against the baselines.
+"""``python -m sklmeta`` (and the ``sklmeta`` script): the meta-learners against the baselines.
 
-Each scenario meta-trains a :class:`~sklmeta.MAMLClassifier` (or
-:class:`~sklmeta.MAMLRegressor`) on training tasks, then scores it and the
+Each scenario meta-trains the meta-learners (MAML, Meta-SGD, ANIL, Reptile and,
+for classification, ProtoNet) on training tasks, then scores them and the
 estimators a practitioner would fit on the same support sets on identical
 test episodes (:func:`sklmeta.model_selection.compare`). It prints a markdown
 table (mean and 95% CI per method and shot count) and writes, per scenario, a
@@ -35,12 +35,31 @@ from threadpoolctl import threadpool_limits
 from . import __version__
 from .baselines import FineTunedRegressor, SkorchMLPClassifier, SkorchMLPRegressor
 from .datasets import make_classification_tasks, make_sinusoid_tasks
-from .estimators import MAMLClassifier, MAMLRegressor
+from .estimators import (
+    ANILClassifier,
+    ANILRegressor,
+    MAMLClassifier,
+    MAMLRegressor,
+    MetaSGDClassifier,
+    MetaSGDRegressor,
+    ProtoNetClassifier,
+    ReptileClassifier,
+    ReptileRegressor,
+)
 from .model_selection import compare, mean_ci
 from .tasks import TaskSplitter, stack_tasks
 
 MAML = "MAML (meta-trained)"
 RANDOM_START = "MAML random start (max_epochs=0)"
+# --algorithms: key -> (table row, classifier, regressor, takes the scenario's inner loop)
+ALGORITHMS = {
+    "maml": (MAML, MAMLClassifier, MAMLRegressor, True),
+    "metasgd": ("Meta-SGD", MetaSGDClassifier, MetaSGDRegressor, True),
+    "anil": ("ANIL", ANILClassifier, ANILRegressor, True),
+    "reptile": ("Reptile", ReptileClassifier, ReptileRegressor, False),
+    "protonet": ("ProtoNet", ProtoNetClassifier, None, False),
+}
+META_ROWS = {row for row, *_ in ALGORITHMS.values()} | {RANDOM_START}
 MLP = "MLP from scratch (skorch)"
 N_QUERY = 15  # query points per class in classification episodes
 COLUMNS = ["scenario", "shots", "method", "episode", "score"]  # of <scenario>.csv
@@ -116,21 +135,25 @@ class _Panel:
         return "\n".join(lines)
 
     def verdicts(self):
-        """Per shot count: MAML against the best baseline, paired over the same episodes."""
+        """Per shot count: the best meta-learner against the best baseline, paired."""
         lines = []
-        baselines = [n for n in self.methods if not n.startswith("MAML")]
+        learners = [n for n in self.methods if n in META_ROWS and n != RANDOM_START]
+        baselines = [n for n in self.methods if n not in META_ROWS]
         for k in self.shots:
             done = [n for n in baselines if (n, k) in self.scores]
-            if (MAML, k) not in self.scores or not done:
+            meta = [n for n in learners if (n, k) in self.scores]
+            if not meta or not done:
                 continue
             best = max(done, key=lambda n: self.summary[n, k][0])
-            m, lo, hi = mean_ci(self.scores[MAML, k] - self.scores[best, k])
+            learner = max(meta, key=lambda n: self.summary[n, k][0])
+            m, lo, hi = mean_ci(self.scores[learner, k] - self.scores[best, k])
             if self.regression:
                 diff = f"{-m:+.3f} MSE [{-hi:+.3f}, {-lo:+.3f}]"
             else:
                 diff = f"{100 * m:+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}]"
-            what = (f"MAML's MSE minus the best baseline's ({best})" if self.regression
-                    else f"MAML minus the best baseline ({best})")
+            what = (f"the best meta-learner's MSE ({learner}) minus the best baseline's "
+                    f"({best})" if self.regression else
+                    f"the best meta-learner ({learner}) minus the best baseline ({best})")
             lines.append(f"- {k}-shot: {what}, paired over the same "
                          f"{len(self.scores[best, k])} episodes: {diff}")
         return lines
@@ -273,7 +296,7 @@ def _fit(estimator, *fit_args):
 
 
 def _meta_train(name, estimator, *fit_args):
-    """Fit (meta-train) with skorch's progress bar; return the MAML step."""
+    """Fit (meta-train) with skorch's progress bar; return the meta-estimator step."""
     print(f"\nMeta-training {name} (skorch's epoch table and progress bar follow):", flush=True)
     start = time.perf_counter()
     _fit(estimator, *fit_args)
@@ -282,6 +305,27 @@ def _meta_train(name, estimator, *fit_args):
     print(f"Meta-trained {len(meta.history_)} epochs in {seconds:.0f} s; kept epoch "
           f"{meta.best_epoch_} (0 is the random start). {_held_out(meta)}", flush=True)
     return meta
+
+
+def _meta_learners(run, task, what, params, fit_args, inner=None, wrap=None):
+    """Meta-train every algorithm of ``--algorithms`` for ``task``; return {row: estimator}.
+
+    ``params`` go to every algorithm; ``inner`` (the scenario's inner loop, tuned
+    for MAML) only to MAML, Meta-SGD and ANIL: Reptile's many small steps and
+    ProtoNet's prototypes keep their own defaults. ``wrap`` puts each in a pipeline.
+    """
+    learners, meta = {}, None
+    for key in run.args.algorithms:
+        row, classifier, regressor, takes_inner = ALGORITHMS[key]
+        cls = classifier if task == "classification" else regressor
+        if cls is None:
+            continue
+        estimator = cls(max_epochs=run.args.epochs, verbose=1,
+                        **params, **(inner if takes_inner and inner else {}))
+        estimator = wrap(estimator) if wrap is not None else estimator
+        meta = _meta_train(f"{cls.__name__} {what}", estimator, *fit_args)
+        learners[row] = estimator
+    return learners, meta
 
 
 def _held_out(meta):
@@ -304,22 +348,23 @@ def _shared_structure(run):
     splitter = TaskSplitter(n_way=2, k_shot=5, n_query=N_QUERY, n_tasks=320, random_state=a.seed)
     params = dict(task_splitter=splitter, hidden_layer_sizes=(40, 40), device=a.device,
                   random_state=a.seed)
-    maml = MAMLClassifier(max_epochs=a.epochs, verbose=1, **params)
-    _meta_train(f"MAMLClassifier on {n_train} tasks (2-way 5-shot episodes)", maml,
-                tasks[:n_train])
+    learners, _ = _meta_learners(run, "classification",
+                                 f"on {n_train} tasks (2-way 5-shot episodes)", params,
+                                 (tasks[:n_train],))
     start = MAMLClassifier(max_epochs=0, **params).fit(tasks[:n_train])
     X, y, groups = stack_tasks(tasks[n_train:])
     panel = run.panel(
         "shared-structure", f"2-way episodes of {n_test} held-out tasks",
-        {MAML: maml, RANDOM_START: start, **_classifier_baselines(a.seed)}, X, y, groups=groups,
+        {**learners, RANDOM_START: start, **_classifier_baselines(a.seed)}, X, y, groups=groups,
         splitter=lambda k: TaskSplitter(n_way=2, k_shot=k, n_query=N_QUERY, n_tasks=a.episodes,
                                         random_state=a.seed + 2),
         chance=0.5,
     )
     run.evaluate(panel, [
-        f"Every task labels points by a hyperplane in the same 4 of 40 features; MAML learns "
-        f"which from {n_train} training tasks, while a learner fit on a handful of examples "
-        "cannot tell those 4 from the 36 noise features. This is where meta-learning wins."
+        f"Every task labels points by a hyperplane in the same 4 of 40 features; a "
+        f"meta-learner learns which from {n_train} training tasks, while a learner fit on a "
+        "handful of examples cannot tell those 4 from the 36 noise features. This is where "
+        "meta-learning wins."
     ])
 
 
@@ -329,27 +374,28 @@ def _digits(run):
     seen = y <= 5
     splitter = TaskSplitter(n_way=a.n_way, k_shot=5, n_query=N_QUERY, n_tasks=160,
                             random_state=a.seed)
-    params = dict(task_splitter=splitter, hidden_layer_sizes=(64, 64), inner_lr=0.4,
-                  device=a.device, random_state=a.seed)
-    maml = make_pipeline(StandardScaler(), MAMLClassifier(max_epochs=a.epochs, verbose=1,
-                                                          **params))
-    meta = _meta_train(f"StandardScaler + MAMLClassifier on digits 0-5 ({a.n_way}-way "
-                       "5-shot episodes)", maml, X[seen], y[seen])
-    start = make_pipeline(StandardScaler(), MAMLClassifier(max_epochs=0, **params))
+    params = dict(task_splitter=splitter, hidden_layer_sizes=(64, 64), device=a.device,
+                  random_state=a.seed)
+    learners, meta = _meta_learners(
+        run, "classification", f"on digits 0-5, after a StandardScaler ({a.n_way}-way 5-shot "
+        "episodes)", params, (X[seen], y[seen]), inner=dict(inner_lr=0.4),
+        wrap=lambda est: make_pipeline(StandardScaler(), est))
+    start = make_pipeline(StandardScaler(), MAMLClassifier(max_epochs=0, inner_lr=0.4,
+                                                           **params))
     start.fit(X[seen], y[seen])
-    split = meta.validation_split_
+    split = meta.validation_split_ if meta is not None else None
     kept = 6 if split is None else split["n_kept"]
     panel = run.panel(
         "digits", f"{a.n_way}-way episodes of the unseen digits 6-9",
-        {MAML: maml, RANDOM_START: start, **_classifier_baselines(a.seed)}, X[~seen], y[~seen],
+        {**learners, RANDOM_START: start, **_classifier_baselines(a.seed)}, X[~seen], y[~seen],
         splitter=lambda k: TaskSplitter(n_way=a.n_way, k_shot=k, n_query=N_QUERY,
                                         n_tasks=a.episodes, random_state=a.seed + 2),
         chance=1 / a.n_way,
     )
     run.evaluate(panel, [
         f"Honest note: digits 0-5 are only 6 meta-training classes ({kept} left to meta-train "
-        "on after early stopping's hold-out), too few for MAML to beat nearest neighbours on "
-        "raw pixels; on data like this, use the baselines."
+        "on after early stopping's hold-out), too few for a meta-learner to beat nearest "
+        "neighbours on raw pixels; on data like this, use the baselines."
     ])
 
 
@@ -369,13 +415,13 @@ def _cross_dataset(run):
                  for n in train]
         splitter = TaskSplitter(n_way=2, k_shot=5, n_query=N_QUERY, n_tasks=160,
                                 random_state=a.seed)
-        params = dict(task_splitter=splitter, hidden_layer_sizes=(40, 40), inner_lr=0.4,
+        params = dict(task_splitter=splitter, hidden_layer_sizes=(40, 40), standardize=True,
                       device=a.device, random_state=a.seed)
-        maml = MAMLClassifier(max_epochs=a.epochs, standardize=True, verbose=1, **params)
-        meta = _meta_train(f"MAMLClassifier on the task datasets {train} (2-way 5-shot "
-                           "episodes)", maml, tasks)
-        start = MAMLClassifier(max_epochs=0, standardize=True, **params).fit(tasks)
-        split = meta.validation_split_
+        learners, meta = _meta_learners(
+            run, "classification", f"on the task datasets {train} (2-way 5-shot episodes)",
+            params, (tasks,), inner=dict(inner_lr=0.4))
+        start = MAMLClassifier(max_epochs=0, inner_lr=0.4, **params).fit(tasks)
+        split = meta.validation_split_ if meta is not None else None
         kept = ("both" if split is None else
                 " and ".join(train[i] for i in range(len(train))
                              if i not in split["held_out"]) + " only")
@@ -383,13 +429,13 @@ def _cross_dataset(run):
         panel = run.panel(
             f"cross-dataset:{test}", f"2-way episodes of {test}, meta-trained on "
             f"{' + '.join(train)}",
-            {MAML: maml, RANDOM_START: start, **_classifier_baselines(a.seed)}, X, y,
+            {**learners, RANDOM_START: start, **_classifier_baselines(a.seed)}, X, y,
             splitter=lambda k: TaskSplitter(n_way=2, k_shot=k, n_query=N_QUERY,
                                             n_tasks=a.episodes, random_state=a.seed + 2),
             chance=0.5,
         )
         run.evaluate(panel, [
-            f"MAML standardises each support set and zero-pads it to {width} features (at 1 "
+            f"sklmeta standardises each support set and zero-pads it to {width} features (at 1 "
             "shot, 2 points: every feature becomes -1 or +1); the baselines see the raw "
             f"features. Two task datasets are far too few to meta-learn from (early stopping "
             f"kept {kept} for meta-training): expect the baselines to win."
@@ -405,12 +451,12 @@ def _sinusoid(run):
     # The paper's protocol: MLP (40, 40), inner lr 0.01, 1 inner step when meta-training,
     # 10 when adapting; meta-trained once on 10-shot episodes.
     splitter = TaskSplitter(k_shot=10, n_query=n_query, n_tasks=320, random_state=a.seed)
-    params = dict(task_splitter=splitter, hidden_layer_sizes=(40, 40), inner_lr=0.01,
-                  inner_steps=1, adapt_steps=10, meta_lr=0.01, meta_batch_size=16,
+    params = dict(task_splitter=splitter, hidden_layer_sizes=(40, 40), meta_batch_size=16,
                   device=a.device, random_state=a.seed)
-    maml = MAMLRegressor(max_epochs=a.epochs, verbose=1, **params)
-    _meta_train("MAMLRegressor on 1000 sinusoids (10-shot episodes)", maml, train)
-    start = MAMLRegressor(max_epochs=0, **params).fit(train)
+    inner = dict(inner_lr=0.01, inner_steps=1, adapt_steps=10, meta_lr=0.01)
+    learners, _ = _meta_learners(run, "regression", "on 1000 sinusoids (10-shot episodes)",
+                                 params, (train,), inner=inner)
+    start = MAMLRegressor(max_epochs=0, **params, **inner).fit(train)
 
     # The paper's baseline: one network pretrained on all training tasks' pooled data,
     # fine-tuned on each support set with as many SGD steps as MAML adapts with, at a
@@ -434,7 +480,7 @@ def _sinusoid(run):
     X, y, groups = stack_tasks(test)
     panel = run.panel(
         "sinusoid", "episodes of 100 fresh sinusoids",
-        {MAML: maml, RANDOM_START: start,
+        {**learners, RANDOM_START: start,
          "pretrained + fine-tuned (10 SGD steps)": FineTunedRegressor(
              pretrained.module_, lr=lr, n_steps=10),
          MLP: SkorchMLPRegressor(hidden_layer_sizes=(40, 40), lr=0.01, max_epochs=100,
@@ -445,8 +491,9 @@ def _sinusoid(run):
     )
     run.evaluate(panel, [
         "y = A sin(x - phi), A in [0.1, 5], phi in [0, pi], x in [-5, 5]; query MSE on 10 "
-        "points. Both MAML rows adapt with 10 steps of lr 0.01. Predicting 0 everywhere "
-        "scores about 4.2 on average."
+        "points. MAML, its random start, Meta-SGD (from learned rates) and ANIL adapt with 10 "
+        "steps of lr 0.01, Reptile with its own 5. Predicting 0 everywhere scores about 4.2 "
+        "on average."
     ])
 
 
@@ -482,9 +529,9 @@ def _build_parser():
     prog = "python -m sklmeta" if sys.argv[0].endswith("__main__.py") else "sklmeta"
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Few-shot learning with MAML against the baselines a practitioner would "
-                    "fit on the same support sets, scored on identical episodes. Without "
-                    "arguments: `compare` on the default scenarios "
+        description="Few-shot learning with meta-learners against the baselines a "
+                    "practitioner would fit on the same support sets, scored on identical "
+                    "episodes. Without arguments: `compare` on the default scenarios "
                     f"({', '.join(DEFAULT_SCENARIOS)}), a few minutes on 2 CPU cores.",
     )
     parser.add_argument("--version", action="version", version=f"sklmeta {__version__}")
@@ -493,12 +540,13 @@ def _build_parser():
         textwrap.fill(f"{name:<17} {s.help}", 79, initial_indent="  ", subsequent_indent=" " * 20)
         for name, s in SCENARIOS.items())
     cmp = commands.add_parser(
-        "compare", help="meta-train, then score MAML and the baselines (the default command)",
+        "compare", help="meta-train, then score the meta-learners and the baselines (the "
+                        "default command)",
         description=textwrap.fill(
-            "Meta-train MAML on a scenario's training tasks, then score it, its random start "
-            "and the baselines on the same test episodes. Prints a markdown table (mean [95% "
-            "CI] over episodes); writes <scenario>.csv (every episode's score) and "
-            "<scenario>.png to --out.", 79),
+            "Meta-train the meta-learners on a scenario's training tasks, then score them, "
+            "MAML's random start and the baselines on the same test episodes. Prints a "
+            "markdown table (mean [95% CI] over episodes); writes <scenario>.csv (every "
+            "episode's score) and <scenario>.png to --out.", 79),
         epilog=f"scenarios:\n{scenarios}\n\n" + textwrap.fill(
             "Ctrl-C stops the run: it prints the rows done, writes their scores and exits "
             "with status 130.", 79),
@@ -508,6 +556,10 @@ def _build_parser():
                      default=list(DEFAULT_SCENARIOS), metavar="NAME",
                      help=f"one or more of: {', '.join(SCENARIOS)} "
                           f"(default: {' '.join(DEFAULT_SCENARIOS)})")
+    cmp.add_argument("--algorithms", nargs="+", choices=list(ALGORITHMS),
+                     default=list(ALGORITHMS), metavar="NAME",
+                     help=f"meta-learners to train: {', '.join(ALGORITHMS)} (default: all; "
+                          "protonet is for classification only)")
     cmp.add_argument("--shots", nargs="+", type=positive_int, metavar="K",
                      help="shot counts (support samples per class; per task for sinusoid) "
                           "(default: 1 5, sinusoid 5 10)")
@@ -525,7 +577,7 @@ def _build_parser():
     cmp.add_argument("--out", default="sklmeta-results", metavar="DIR",
                      help="output folder for the CSV and PNG files (default: ./sklmeta-results)")
     cmp.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
-                     help="torch device of the MAML estimators (default: cpu; the baselines "
+                     help="torch device of the meta-learners (default: cpu; the baselines "
                           "run on the CPU)")
     cmp.add_argument("--threads", type=positive_int, metavar="N",
                      help="torch and BLAS threads (default: 1; the tensors are tiny and more "
@@ -578,6 +630,7 @@ def main(argv=None):
     parser, compare_parser = _build_parser()
     args = parser.parse_args(argv)
     args.scenario = list(dict.fromkeys(args.scenario))  # in order, once each
+    args.algorithms = list(dict.fromkeys(args.algorithms))
     _check_args(compare_parser, args)
 
     threads = args.threads or 1
@@ -587,7 +640,7 @@ def main(argv=None):
     print(f"# sklmeta {__version__}: few-shot comparison"
           + (" (no arguments: the default scenarios)" if default else ""))
     print(f"\nScenarios: {', '.join(args.scenario)}. Seed {args.seed}, {args.episodes} test "
-          f"episodes per shot count, {threads} torch thread(s), MAML on {args.device}; "
+          f"episodes per shot count, {threads} torch thread(s), meta-learners on {args.device}; "
           f"results in {args.out}. Every method of a table sees the very same episodes; "
           "figures are mean [95% Student-t CI] over episodes.", flush=True)
     run = None

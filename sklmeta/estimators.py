@@ -295,7 +295,8 @@ _PARAM_DOCS = {
         (MAML++'s LSLR; ``adapt_steps`` may then not exceed ``inner_steps``).
         The rates start at ``inner_lr`` and are ``inner_lrs_`` after fit."""),
     "meta_lr": ("float", """
-        Learning rate of the outer loop (Adam)."""),
+        Learning rate of the outer loop: Adam's, or for Reptile the step size of
+        its plain SGD outer loop."""),
     "meta_batch_size": ("int", """
         Tasks per meta-step."""),
     "max_epochs": ("int", """
@@ -681,7 +682,7 @@ class ReptileClassifier(_Reptile, _MetaClassifier):
     """
 
     def __init__(self, *, task_splitter=None, hidden_layer_sizes=(40, 40), activation="relu",
-                 module=None, inner_lr=0.1, inner_steps=5, adapt_steps=None, meta_lr=0.1,
+                 module=None, inner_lr=0.1, inner_steps=5, adapt_steps=None, meta_lr=0.5,
                  meta_batch_size=16, max_epochs=20, early_stopping="auto",
                  validation_fraction=0.2, n_iter_no_change=5, standardize="auto",
                  callbacks=None, verbose=0, device="cpu", random_state=None):
@@ -711,7 +712,7 @@ class ReptileRegressor(_Reptile, _MetaRegressor):
     """
 
     def __init__(self, *, task_splitter=None, hidden_layer_sizes=(40, 40), activation="relu",
-                 module=None, inner_lr=0.01, inner_steps=5, adapt_steps=None, meta_lr=0.1,
+                 module=None, inner_lr=0.02, inner_steps=10, adapt_steps=None, meta_lr=0.5,
                  meta_batch_size=16, max_epochs=20, early_stopping="auto",
                  validation_fraction=0.2, n_iter_no_change=5, standardize="auto",
                  callbacks=None, verbose=0, device="cpu", random_state=None):

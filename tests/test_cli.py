@@ -14,8 +14,8 @@ from sklmeta._cli import main
 
 TINY = ["--epochs", "1", "--episodes", "3", "--shots", "1"]
 COLUMNS = ["scenario", "shots", "method", "episode", "score"]
-CLASSIFIER_ROWS = [_cli.MAML, _cli.RANDOM_START, "RandomForest", "1-NN", "LogisticRegression",
-                   _cli.MLP]
+CLASSIFIER_ROWS = [_cli.MAML, "Meta-SGD", "ANIL", "Reptile", "ProtoNet", _cli.RANDOM_START,
+                   "RandomForest", "1-NN", "LogisticRegression", _cli.MLP]
 
 
 def test_compare_prints_tables_and_writes_csv_and_plot(tmp_path, capsys):
@@ -52,8 +52,26 @@ def test_sinusoid_reports_mse(tmp_path, capsys):
     assert "| pretrained + fine-tuned (10 SGD steps) | " in out
     scores = pd.read_csv(tmp_path / "sinusoid.csv")
     assert list(scores.columns) == COLUMNS
-    assert len(scores) == 4 * 3
+    # MAML, Meta-SGD, ANIL, Reptile (no ProtoNet: classification only), the random start
+    # and two baselines, 3 episodes each
+    assert set(scores["method"]) == {_cli.MAML, "Meta-SGD", "ANIL", "Reptile",
+                                     _cli.RANDOM_START, "pretrained + fine-tuned (10 SGD steps)",
+                                     _cli.MLP}
+    assert len(scores) == 7 * 3
     assert (scores["score"] <= 0).all()  # negated MSE, as scikit-learn scores it
+
+
+def test_algorithms_option_picks_the_meta_learners(tmp_path, capsys):
+    argv = ["compare", "--scenario", "shared-structure", *TINY, "--algorithms", "protonet",
+            "anil", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Meta-training ProtoNetClassifier" in out and "Meta-training ANILClassifier" in out
+    assert "Meta-training MAMLClassifier" not in out
+    methods = set(pd.read_csv(tmp_path / "shared-structure.csv")["method"])
+    assert {"ProtoNet", "ANIL"} <= methods and not {_cli.MAML, "Meta-SGD", "Reptile"} & methods
+    # the verdict compares the best meta-learner with the best baseline
+    assert "the best meta-learner (" in out
 
 
 def test_cross_dataset_runs_every_rotation(tmp_path, capsys):
@@ -86,6 +104,7 @@ def test_threads_default_to_one_and_are_restored(tmp_path, monkeypatch):
     (["--shots", "two"], "--shots"),
     (["--shots", "0"], "--shots"),
     (["--scenario", "mnist"], "--scenario"),
+    (["--algorithms", "mamal"], "--algorithms"),
     (["--device", "tpu"], "--device"),
     (["--threads", "-2"], "--threads"),
     (["--seed", "-1"], "--seed"),

@@ -295,6 +295,17 @@ def test_history_and_verbose_progress(class_tasks, capsys):
     assert "train_loss" in captured.out and "valid_acc" in captured.out
 
 
+def test_early_stopping_leaves_no_progress_bar_open(class_tasks):
+    """Stopping raises at epoch end; a bar still open there shifted every later bar."""
+    from tqdm.auto import tqdm
+
+    meta = small_classifier(max_epochs=30, verbose=1, n_iter_no_change=1,
+                            callbacks=[WreckWeights()])
+    meta.fit(class_tasks)
+    assert len(meta.history_) < 30  # it did stop early
+    assert len(tqdm._instances) == 0
+
+
 class CountEpochs(Callback):
     def __init__(self):
         self.epochs = 0
