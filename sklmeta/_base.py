@@ -30,6 +30,7 @@ from ._training import (
     EpisodeLoader,
     EpisodePools,
     MetaNet,
+    MetaTrainingDiverged,
     RandomStartEarlyStopping,
 )
 from ._validation import check_hidden_layer_sizes, check_int, check_positive, unique_labels
@@ -415,14 +416,25 @@ class _MetaEstimatorBase(BaseEstimator):
             callbacks=callbacks, verbose=self.verbose, device=self.device,
             algorithm=algorithm,
         )
-        self.net_.fit(train_ds, None)
+        try:
+            # Ctrl-C ends skorch's loop quietly, with the best weights so far restored.
+            self.net_.fit(train_ds, None)
+        except MetaTrainingDiverged:
+            self._set_fitted(algorithm)  # the last finite weights stay usable
+            self.best_epoch_ = len(self.history_)  # they are the latest, not the best
+            raise
+        return self._set_fitted(algorithm)
+
+    def _set_fitted(self, algorithm):
+        """The fitted attributes, from the trained net."""
         self.module_ = self.net_.module_.net
         self._predict_module_ = algorithm.predict_module(self.net_.module_)
         self._fitted_extras(algorithm, self.net_.module_)
         self.history_ = self.net_.history
         stopper = dict(self.net_.callbacks_).get("random_start_early_stopping")
-        self.best_epoch_ = stopper.best_epoch_ if stopper is not None else len(self.history_)
-        self.initial_valid_score_ = stopper.initial_score_ if stopper is not None else None
+        done = stopper is not None and hasattr(stopper, "best_epoch_")
+        self.best_epoch_ = stopper.best_epoch_ if done else len(self.history_)
+        self.initial_valid_score_ = getattr(stopper, "initial_score_", None)
         return self
 
     # ------------------------------------------------------------------- adapt

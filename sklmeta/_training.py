@@ -18,7 +18,16 @@ from skorch import NeuralNet
 from skorch.callbacks import EarlyStopping
 from skorch.utils import to_device
 
-__all__ = ["EpisodeDataset", "EpisodeLoader", "MetaNet", "RandomStartEarlyStopping"]
+__all__ = ["EpisodeDataset", "EpisodeLoader", "MetaNet", "MetaTrainingDiverged",
+           "RandomStartEarlyStopping"]
+
+
+class MetaTrainingDiverged(FloatingPointError):
+    """The meta-loss or the meta-gradient of a meta-step is NaN or infinite.
+
+    Raised before the optimizer applies that step, so the meta-parameters are
+    those of the last finite step.
+    """
 
 
 class EpisodePools:
@@ -184,7 +193,25 @@ class MetaNet(NeuralNet):
         Xi, yq = batch
         xs, ys, xq, yq = (to_device(t, self.device) for t in (Xi["xs"], Xi["ys"], Xi["xq"], yq))
         loss, out = self.algorithm.meta_step(self, xs, ys, xq, yq)
+        self._check_finite(loss)
         return {"loss": loss, "y_pred": out}
+
+    def _check_finite(self, loss):
+        """Stop, before the optimizer step, at a NaN or infinite meta-loss or gradient."""
+        grads = [p.grad.sum() for p in self.module_.parameters() if p.grad is not None]
+        total = loss.detach() + (torch.stack(grads).sum() if grads else 0.0)
+        if torch.isfinite(total):
+            return
+        what = "meta-loss" if not torch.isfinite(loss) else "meta-gradient"
+        inner_lr = getattr(self.algorithm, "inner_lr", None)
+        advice = (f"inner_lr (now {inner_lr}) or meta_lr (now {self.lr})" if inner_lr
+                  else f"meta_lr (now {self.lr})")
+        raise MetaTrainingDiverged(
+            f"Meta-training diverged at epoch {len(self.history)}, meta-step "
+            f"{len(self.history[-1, 'batches'])} of the epoch: the {what} is not finite "
+            f"(loss {loss.item():.4g}). The meta-parameters are those of the last finite "
+            f"step; try a smaller {advice}."
+        )
 
     def _evaluate_batch(self, batch):
         """Query loss and accuracy (None for regression) of one meta-batch, no graph."""
