@@ -93,7 +93,7 @@ class _AdaptedBase(BaseEstimator):
         if meta.standardize_:
             if len(y) < 2:
                 raise ValueError(
-                    "A support set with a single sample cannot be standardised (the "
+                    "A support set with 1 sample cannot be standardised (the "
                     "meta-estimator standardises each task); give at least 2 samples."
                 )
             self.mean_, self.scale_ = _standardiser(X)

@@ -185,7 +185,7 @@ def test_tasks_of_different_widths_are_standardised_and_padded():
     np.testing.assert_allclose(clf.mean_, X_wine[[0, 1, 2, 70, 71, 72]].mean(0), rtol=1e-5)
     with pytest.raises(ValueError, match="X has 31 features.*adapt accepts at most 30"):
         meta.adapt(np.ones((4, 31)), [0, 1, 0, 1])
-    with pytest.raises(ValueError, match="single sample cannot be standardised"):
+    with pytest.raises(ValueError, match="1 sample cannot be standardised"):
         meta.adapt(X_wine[:1], y_wine[:1])
     with pytest.raises(ValueError, match="different widths"):
         small_classifier(standardize=False).fit([(X_iris[keep], y_iris[keep]), (X_bc, y_bc)])
