@@ -1,4 +1,4 @@
-"""The README's benchmark script runs end to end (on its --quick smoke-test budget)."""
+"""The benchmark scripts run end to end (on their --quick smoke-test budgets)."""
 
 import os
 import subprocess
@@ -26,4 +26,22 @@ def test_few_shot_accuracy_quick(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     for heading in HEADINGS:
         assert heading in proc.stdout, heading
+    assert "Total wall time" in proc.stdout
+
+
+MEMORY_SCRIPT = SCRIPT.parent / "memory.py"
+
+
+@pytest.mark.slow
+def test_memory_quick(tmp_path):
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    proc = subprocess.run(
+        [sys.executable, str(MEMORY_SCRIPT), "--quick"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    for heading in ["### Peak memory of", "### fit(tasks) on 10,000 tasks against 100"]:
+        assert heading in proc.stdout, heading
+    assert "| second | 1 |" in proc.stdout and "| first | 1 |" in proc.stdout
     assert "Total wall time" in proc.stdout
