@@ -111,10 +111,23 @@ class MAML:
         return loss, out.detach()
 
     def adapt(self, learner, xs, ys, *, loss):
-        """Adapted parameters of ``predict_module`` for a batch of tasks ``[T, ...]``."""
+        """Adapted parameters of ``predict_module`` for a batch of tasks ``[T, ...]``.
+
+        Raises FloatingPointError when the steps blow up (non-finite parameters),
+        rather than predicting NaN.
+        """
         params = {k: v.detach() for k, v in learner.params().items()}
-        return adapt_many(learner.net, params, xs, ys, loss=loss,
-                          **self._inner(learner, training=False))
+        new = adapt_many(learner.net, params, xs, ys, loss=loss,
+                         **self._inner(learner, training=False))
+        if not all(torch.isfinite(v).all() for v in new.values()):
+            raise FloatingPointError(
+                f"Adaptation diverged: after {self.adapt_steps} inner steps the adapted "
+                f"parameters are not finite. {self._divergence_advice()}"
+            )
+        return new
+
+    def _divergence_advice(self):
+        return f"Use fewer adapt_steps or a smaller inner_lr (now {self.inner_lr})."
 
     def predict_module(self, learner):
         """The module that adapted parameters are applied to."""
@@ -148,6 +161,10 @@ class MetaSGD(MAML):
             return dict(zip(names, learner.lrs))
         return [{k: lr[step] for k, lr in zip(names, learner.lrs)}
                 for step in range(self.inner_steps)]
+
+    def _divergence_advice(self):
+        return (f"Meta-SGD's step sizes were learned for {self.inner_steps} inner step(s); "
+                "adapt with that many (adapt_steps=None).")
 
     def learned_step_sizes(self, learner):
         """``{parameter name: ndarray}``: per element, or ``[inner_steps]`` per tensor."""

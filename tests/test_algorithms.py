@@ -208,3 +208,14 @@ def test_grid_search_and_pipeline(cls):
     pipe = make_pipeline(StandardScaler(), small(cls, early_stopping=False))
     pipe.fit(X, y, **{f"{pipe.steps[-1][0]}__groups": groups})
     assert sklmeta.adapt(pipe, X[:10], y[:10]).predict(X[10:20]).shape == (10,)
+
+
+def test_an_adaptation_that_blows_up_is_an_error_not_nan_predictions(sine_tasks):
+    meta = small(MAMLRegressor, inner_lr=0.01).fit(sine_tasks)
+    X, y = sine_tasks[0]
+    meta.set_params(inner_lr=1e4, adapt_steps=20)
+    with pytest.raises(FloatingPointError, match="Adaptation diverged: after 20 inner steps.*"
+                                                  r"smaller inner_lr \(now 10000.0\)"):
+        meta.adapt(X[:5], y[:5] * 1e3)
+    with pytest.raises(FloatingPointError, match="Adaptation diverged"):
+        meta.score(sine_tasks)
