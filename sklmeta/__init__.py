@@ -15,6 +15,7 @@ from .estimators import (
     ReptileRegressor,
     adapt,
 )
+from .persistence import load, save
 from .tasks import TaskSplitter, stack_tasks, train_test_split_classes
 
 __version__ = "0.1.0.dev0"
@@ -34,7 +35,9 @@ __all__ = [
     "TaskSplitter",
     "adapt",
     "datasets",
+    "load",
     "model_selection",
+    "save",
     "stack_tasks",
     "train_test_split_classes",
 ]

@@ -22,6 +22,7 @@ from sklearn.utils.validation import (
 )
 from skorch.callbacks import PassthroughScoring, ProgressBar
 from skorch.helper import predefined_split
+from skorch.history import History
 from skorch.utils import noop
 
 from ._functional import EpisodeLoss, predict_many
@@ -320,6 +321,46 @@ class _MetaEstimatorBase(BaseEstimator):
             )
         return module
 
+    def _make_net(self, n_way, init_seed, valid_ds=None):
+        """The skorch net of a fit, around a fresh Learner; and the algorithm.
+
+        ``fit`` trains it; :meth:`_restore` (:func:`sklmeta.load`) loads saved
+        weights into it. ``valid_ds`` (meta-validation episodes) adds early stopping.
+        """
+        algorithm = self._algorithm()
+        learner = algorithm.learner(self._build_module(self._n_outputs(n_way), init_seed),
+                                    self.n_features_in_)
+
+        # The progress bar first: a callback that stops training (early stopping)
+        # raises at epoch end, and a bar not yet closed would leak into the next fit.
+        callbacks = [("progress_bar", ProgressBar())] if self.verbose else []
+        if valid_ds is not None and self._task == "classification":
+            callbacks.append(("valid_acc", PassthroughScoring(
+                "valid_acc", lower_is_better=False, on_train=False)))
+        callbacks += list(copy.deepcopy(self.callbacks or []))
+        if valid_ds is not None:
+            classification = self._task == "classification"
+            callbacks.append(("random_start_early_stopping", RandomStartEarlyStopping(
+                monitor="valid_acc" if classification else "valid_loss",
+                lower_is_better=not classification, patience=self.n_iter_no_change,
+                threshold=0.0, threshold_mode="abs", load_best=True,
+                sink=print if self.verbose else noop,
+            )))
+
+        net = MetaNet(
+            learner,
+            criterion=EpisodeLoss, criterion__task=self._task, criterion__n_classes=n_way,
+            optimizer=algorithm.optimizer, lr=self.meta_lr, max_epochs=self.max_epochs,
+            # one fused kernel for all parameters: ~6x cheaper than Adam's default on CPU
+            optimizer__fused=torch.device(self.device).type in ("cpu", "cuda"),
+            batch_size=self.meta_batch_size,
+            iterator_train=EpisodeLoader, iterator_valid=EpisodeLoader,
+            train_split=predefined_split(valid_ds) if valid_ds is not None else None,
+            callbacks=callbacks, verbose=self.verbose, device=self.device,
+            algorithm=algorithm,
+        )
+        return net, algorithm
+
     # --------------------------------------------------------------------- fit
     def fit(self, X, y=None, groups=None):
         """Meta-train on episodes drawn from ``(X, y)`` or from a list of tasks.
@@ -384,38 +425,7 @@ class _MetaEstimatorBase(BaseEstimator):
                 self._episode_pools(valid_pools, n_way, splitter), splitter.n_tasks,
                 valid_seed, fixed=True,
             )
-        algorithm = self._algorithm()
-        learner = algorithm.learner(self._build_module(self._n_outputs(n_way), init_seed),
-                                    self.n_features_in_)
-
-        # The progress bar first: a callback that stops training (early stopping)
-        # raises at epoch end, and a bar not yet closed would leak into the next fit.
-        callbacks = [("progress_bar", ProgressBar())] if self.verbose else []
-        if valid_ds is not None and self._task == "classification":
-            callbacks.append(("valid_acc", PassthroughScoring(
-                "valid_acc", lower_is_better=False, on_train=False)))
-        callbacks += list(copy.deepcopy(self.callbacks or []))
-        if valid_ds is not None:
-            classification = self._task == "classification"
-            callbacks.append(("random_start_early_stopping", RandomStartEarlyStopping(
-                monitor="valid_acc" if classification else "valid_loss",
-                lower_is_better=not classification, patience=self.n_iter_no_change,
-                threshold=0.0, threshold_mode="abs", load_best=True,
-                sink=print if self.verbose else noop,
-            )))
-
-        self.net_ = MetaNet(
-            learner,
-            criterion=EpisodeLoss, criterion__task=self._task, criterion__n_classes=n_way,
-            optimizer=algorithm.optimizer, lr=self.meta_lr, max_epochs=self.max_epochs,
-            # one fused kernel for all parameters: ~6x cheaper than Adam's default on CPU
-            optimizer__fused=torch.device(self.device).type in ("cpu", "cuda"),
-            batch_size=self.meta_batch_size,
-            iterator_train=EpisodeLoader, iterator_valid=EpisodeLoader,
-            train_split=predefined_split(valid_ds) if valid_ds is not None else None,
-            callbacks=callbacks, verbose=self.verbose, device=self.device,
-            algorithm=algorithm,
-        )
+        self.net_, algorithm = self._make_net(n_way, init_seed, valid_ds)
         try:
             # Ctrl-C ends skorch's loop quietly, with the best weights so far restored.
             self.net_.fit(train_ds, None)
@@ -427,14 +437,58 @@ class _MetaEstimatorBase(BaseEstimator):
 
     def _set_fitted(self, algorithm):
         """The fitted attributes, from the trained net."""
-        self.module_ = self.net_.module_.net
-        self._predict_module_ = algorithm.predict_module(self.net_.module_)
-        self._fitted_extras(algorithm, self.net_.module_)
-        self.history_ = self.net_.history
+        self._set_learned(algorithm)
         stopper = dict(self.net_.callbacks_).get("random_start_early_stopping")
         done = stopper is not None and hasattr(stopper, "best_epoch_")
         self.best_epoch_ = stopper.best_epoch_ if done else len(self.history_)
         self.initial_valid_score_ = getattr(stopper, "initial_score_", None)
+        return self
+
+    def _set_learned(self, algorithm):
+        """The fitted attributes read off the net: its Learner and its history."""
+        self.module_ = self.net_.module_.net
+        self._predict_module_ = algorithm.predict_module(self.net_.module_)
+        self._fitted_extras(algorithm, self.net_.module_)
+        self.history_ = self.net_.history
+
+    # What :func:`sklmeta.save` stores besides the Learner's weights and the history;
+    # ``module_``, ``inner_lrs_`` and the rest are read off the rebuilt net.
+    _saved_attributes = ("n_way_", "n_features_in_", "feature_names_in_", "standardize_",
+                         "early_stopping_", "validation_split_", "best_epoch_",
+                         "initial_valid_score_")
+
+    def _restore(self, state_dict, history, attributes, training=False):
+        """Rebuild this (unfitted) estimator as the fitted one that was saved.
+
+        Used by :func:`sklmeta.load`: the net is the one ``fit`` builds
+        (:meth:`_make_net`), initialised, with the saved weights loaded, so
+        ``adapt`` and ``score`` compute exactly what they computed before saving.
+
+        Parameters
+        ----------
+        state_dict : dict of str to Tensor
+            The Learner's state: the network and, for Meta-SGD, the step sizes.
+        history : list of dict
+            One dict per epoch, as skorch's History holds them.
+        attributes : dict
+            Values of ``_saved_attributes`` (``feature_names_in_`` may be absent).
+        training : bool, default=False
+            The Learner's train/eval mode when it was saved.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        for name in self._saved_attributes:
+            if name in attributes:
+                setattr(self, name, attributes[name])
+        self.net_, algorithm = self._make_net(self.n_way_, init_seed=0)
+        self.net_.initialize()
+        self.net_.module_.load_state_dict(state_dict)
+        self.net_.module_.train(training)
+        self.net_.history = History(history)
+        self._set_learned(algorithm)
         return self
 
     # ------------------------------------------------------------------- adapt
