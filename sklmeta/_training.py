@@ -121,16 +121,21 @@ class EpisodePools:
 class EpisodeDataset(torch.utils.data.Dataset):
     """Episodes drawn from :class:`EpisodePools`, ``n_episodes`` per epoch.
 
-    ``fixed=False`` (training): fresh episodes every epoch from a seeded stream,
-    so a fit is reproducible and never holds more than one meta-batch of
-    episodes. ``fixed=True`` (validation): one set drawn once, the same every
+    ``fixed=False`` (training): fresh episodes every epoch, drawn from a
+    ``RandomState`` seeded by ``(seed, epoch)``, so a fit is reproducible, never
+    holds more than one meta-batch of episodes, and an epoch's episodes do not
+    depend on how many epochs ran before it in this process: a meta-training
+    resumed from a checkpoint at epoch ``e`` draws the very episodes an
+    uninterrupted run draws in epoch ``e + 1``. :class:`MetaNet` sets ``epoch``
+    (1-based, skorch's count, which counts a loaded history) as each epoch
+    begins. ``fixed=True`` (validation): one set drawn once, the same every
     epoch, so the monitored score moves only with the weights.
     """
 
     def __init__(self, pools, n_episodes, seed, fixed=False):
-        self.pools, self.n_episodes, self.fixed = pools, n_episodes, fixed
-        self.rng = np.random.RandomState(seed)
-        self._fixed = pools.draw(self.rng, n_episodes) if fixed else None
+        self.pools, self.n_episodes, self.seed, self.fixed = pools, n_episodes, int(seed), fixed
+        self.epoch = 1
+        self._fixed = pools.draw(np.random.RandomState(seed), n_episodes) if fixed else None
 
     def __len__(self):
         return self.n_episodes
@@ -139,12 +144,13 @@ class EpisodeDataset(torch.utils.data.Dataset):
         raise TypeError("EpisodeDataset is iterated by meta-batches through EpisodeLoader.")
 
     def batches(self, batch_size):
+        rng = None if self.fixed else np.random.RandomState([self.seed, self.epoch])
         for start in range(0, self.n_episodes, batch_size):
             n = min(batch_size, self.n_episodes - start)
             if self.fixed:
                 xs, ys, xq, yq = (t[start : start + n] for t in self._fixed)
             else:
-                xs, ys, xq, yq = self.pools.draw(self.rng, n)
+                xs, ys, xq, yq = self.pools.draw(rng, n)
             yield {"xs": xs, "ys": ys, "xq": xq}, yq
 
 
@@ -182,6 +188,18 @@ class MetaNet(NeuralNet):
     def __init__(self, module, *args, algorithm=None, **kwargs):
         super().__init__(module, *args, **kwargs)
         self.algorithm = algorithm
+
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        """Start the epoch in the history, then tell the training episodes its number.
+
+        The number is ``len(history)``, so it counts the epochs of a history
+        loaded from a checkpoint (skorch's ``LoadInitState`` loads it at train
+        begin): a resumed run draws the episodes an uninterrupted run would.
+        """
+        super().on_epoch_begin(net, dataset_train=dataset_train, dataset_valid=dataset_valid,
+                               **kwargs)
+        if isinstance(dataset_train, EpisodeDataset):
+            dataset_train.epoch = len(self.history)
 
     def query_outputs(self, Xi, training):
         xs, ys, xq = (to_device(Xi[k], self.device) for k in ("xs", "ys", "xq"))
@@ -254,6 +272,11 @@ class RandomStartEarlyStopping(EarlyStopping):
     run that only makes things worse (meta-overfitting) ends with the adapted
     model no worse, on meta-validation episodes, than its own random start.
     ``initial_score_`` holds that score and ``best_epoch_`` is 0 when it won.
+
+    A run resumed from a checkpoint (skorch's ``LoadInitState``, which runs
+    before this callback) starts from the loaded weights instead: they are the
+    score to beat and the weights to restore, ``best_epoch_`` is then the number
+    of epochs loaded when they win, and the patience starts afresh.
     """
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
@@ -261,6 +284,7 @@ class RandomStartEarlyStopping(EarlyStopping):
         _, dataset_valid = net.get_split_datasets(X, y)
         if dataset_valid is None:
             raise ValueError("RandomStartEarlyStopping needs meta-validation episodes.")
+        self.best_epoch_ = len(net.history)  # 0, or the epochs of a loaded checkpoint
         self.initial_score_ = net.evaluate(dataset_valid)[self.monitor]
         self.dynamic_threshold_ = self._calc_new_threshold(self.initial_score_)
         if self.load_best:
