@@ -7,6 +7,7 @@ meta-validation tasks, runs the skorch loop and adapts; a public estimator
 """
 
 import copy
+import math
 import warnings
 
 import numpy as np
@@ -61,16 +62,28 @@ def _is_task_list(X, y):
     )
 
 
-def make_mlp(n_features, hidden_layer_sizes, n_outputs, activation="relu"):
-    """The default network: ``Linear -> activation`` per hidden layer, then ``Linear``."""
+def make_mlp(n_features, hidden_layer_sizes, n_outputs, activation="relu", generator=None):
+    """The default network: ``Linear -> activation`` per hidden layer, then ``Linear``.
+
+    With a ``torch.Generator`` the weights are drawn from it, exactly as
+    ``torch.nn.Linear`` draws them (uniform in +-1/sqrt(fan_in)), without touching
+    torch's global random state: fits in concurrent threads stay reproducible.
+    """
     if activation not in _ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}; got {activation!r}.")
     layers, width = [], n_features
     for h in hidden_layer_sizes:
-        layers += [torch.nn.Linear(width, h), _ACTIVATIONS[activation]()]
+        layers += [torch.nn.Linear(width, h, device="meta"), _ACTIVATIONS[activation]()]
         width = h
-    layers.append(torch.nn.Linear(width, n_outputs))
-    return torch.nn.Sequential(*layers)
+    layers.append(torch.nn.Linear(width, n_outputs, device="meta"))
+    module = torch.nn.Sequential(*layers).to_empty(device="cpu")
+    with torch.no_grad():
+        for layer in module:
+            if isinstance(layer, torch.nn.Linear):
+                bound = 1 / math.sqrt(layer.in_features) if layer.in_features > 0 else 0.0
+                layer.weight.uniform_(-bound, bound, generator=generator)
+                layer.bias.uniform_(-bound, bound, generator=generator)
+    return module
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -302,14 +315,11 @@ class _MetaEstimatorBase(BaseEstimator):
 
     def _build_module(self, n_outputs, seed):
         """The network: the default MLP, or a copy of ``module`` (checked)."""
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            if self.module is None:
-                module = make_mlp(
-                    self.n_features_in_, self.hidden_layer_sizes, n_outputs, self.activation
-                )
-            else:
-                module = copy.deepcopy(self.module)
+        if self.module is None:
+            module = make_mlp(self.n_features_in_, self.hidden_layer_sizes, n_outputs,
+                              self.activation, torch.Generator().manual_seed(int(seed)))
+        else:
+            module = copy.deepcopy(self.module)
         with torch.no_grad():
             out = module(torch.zeros(2, self.n_features_in_))
         expected = (2, n_outputs) if n_outputs is not None else (2, "any width")

@@ -58,26 +58,28 @@ class _SkorchMLPBase(BaseEstimator):
         """Train a fresh MLP on float32 ``X`` and encoded targets ``y``."""
         self._check_params()
         seed = check_random_state(self.random_state).randint(2**31)
-        # A private RNG stream: the same random_state gives the same network, and
-        # the caller's global torch RNG is left as it was.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            module = make_mlp(X.shape[1], self.hidden_layer_sizes, n_outputs, self.activation)
-            self.net_ = self._net_class(
-                module,
-                criterion=self._criterion,
-                optimizer=torch.optim.Adam,
-                lr=self.lr,
-                max_epochs=self.max_epochs,
-                batch_size=-1 if self.batch_size is None else self.batch_size,
-                iterator_train__shuffle=self.batch_size is not None,
-                train_split=None,
-                device=self.device,
-                verbose=self.verbose,
-                # PrintLog formats its table every epoch even when silent.
-                **({} if self.verbose else {"callbacks__print_log": None}),
-            )
-            self.net_.fit(X, y)
+        # Private generators for the weights and the shuffling: the same random_state
+        # gives the same network, in any thread, and torch's global RNG is untouched.
+        module = make_mlp(X.shape[1], self.hidden_layer_sizes, n_outputs, self.activation,
+                          torch.Generator().manual_seed(int(seed)))
+        shuffle = self.batch_size is not None
+        self.net_ = self._net_class(
+            module,
+            criterion=self._criterion,
+            optimizer=torch.optim.Adam,
+            lr=self.lr,
+            max_epochs=self.max_epochs,
+            batch_size=-1 if self.batch_size is None else self.batch_size,
+            iterator_train__shuffle=shuffle,
+            **({"iterator_train__generator": torch.Generator().manual_seed(int(seed) + 1)}
+               if shuffle else {}),
+            train_split=None,
+            device=self.device,
+            verbose=self.verbose,
+            # PrintLog formats its table every epoch even when silent.
+            **({} if self.verbose else {"callbacks__print_log": None}),
+        )
+        self.net_.fit(X, y)
         self.module_ = self.net_.module_
         return self
 

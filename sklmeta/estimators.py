@@ -712,7 +712,7 @@ class ReptileRegressor(_Reptile, _MetaRegressor):
     """
 
     def __init__(self, *, task_splitter=None, hidden_layer_sizes=(40, 40), activation="relu",
-                 module=None, inner_lr=0.02, inner_steps=10, adapt_steps=None, meta_lr=0.5,
+                 module=None, inner_lr=0.01, inner_steps=10, adapt_steps=None, meta_lr=0.5,
                  meta_batch_size=16, max_epochs=20, early_stopping="auto",
                  validation_fraction=0.2, n_iter_no_change=5, standardize="auto",
                  callbacks=None, verbose=0, device="cpu", random_state=None):

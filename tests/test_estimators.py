@@ -462,3 +462,17 @@ def test_skorch_checkpoint_saves_the_best_meta_parameters(class_tasks, tmp_path)
     best = int(np.argmin(meta.history_[:, "valid_loss"]))
     assert set(saved) == set(meta.net_.module_.state_dict())
     assert meta.history_[best, "event_cp"] is True
+
+
+def test_fits_in_concurrent_threads_are_reproducible(class_tasks):
+    """The initial weights come from a private generator, not torch's global RNG,
+    which threads (joblib's threading backend, dask threads) would share."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def build(seed):
+        return weights(small_classifier(max_epochs=0, random_state=seed).fit(class_tasks))
+
+    expected = [build(seed) for seed in range(32)]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(build, range(32)))
+    assert all(same_weights(a, b) for a, b in zip(expected, got))
