@@ -62,7 +62,6 @@ class _SkorchMLPBase(BaseEstimator):
         # gives the same network, in any thread, and torch's global RNG is untouched.
         module = make_mlp(X.shape[1], self.hidden_layer_sizes, n_outputs, self.activation,
                           torch.Generator().manual_seed(int(seed)))
-        shuffle = self.batch_size is not None
         self.net_ = self._net_class(
             module,
             criterion=self._criterion,
@@ -70,9 +69,10 @@ class _SkorchMLPBase(BaseEstimator):
             lr=self.lr,
             max_epochs=self.max_epochs,
             batch_size=-1 if self.batch_size is None else self.batch_size,
-            iterator_train__shuffle=shuffle,
-            **({"iterator_train__generator": torch.Generator().manual_seed(int(seed) + 1)}
-               if shuffle else {}),
+            iterator_train__shuffle=self.batch_size is not None,
+            # every DataLoader iteration draws a base seed, shuffled or not
+            iterator_train__generator=torch.Generator().manual_seed(int(seed) + 1),
+            iterator_valid__generator=torch.Generator().manual_seed(int(seed) + 2),
             train_split=None,
             device=self.device,
             verbose=self.verbose,
