@@ -107,7 +107,7 @@ class MAML:
         """One meta-batch: set the gradients of ``net.module_``; return (loss, outputs)."""
         out = self.query_outputs(net.module_, xs, ys, xq, loss=net.criterion_, training=True)
         loss = net.get_loss(out, yq, training=True)
-        loss.backward()
+        net.backward(loss)
         return loss, out.detach()
 
     def adapt(self, learner, xs, ys, *, loss):

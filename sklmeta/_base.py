@@ -34,6 +34,7 @@ from ._training import (
     MetaNet,
     MetaTrainingDiverged,
     RandomStartEarlyStopping,
+    accelerated_net_class,
 )
 from ._validation import check_hidden_layer_sizes, check_int, check_positive, unique_labels
 from .tasks import TaskSplitter, _EpisodeSampler, _label
@@ -166,6 +167,11 @@ class _MetaEstimatorBase(BaseEstimator):
         if self.standardize not in ("auto", True, False):
             raise ValueError(
                 f"standardize must be 'auto', True or False; got {self.standardize!r}."
+            )
+        if self.accelerator is not None and not hasattr(self.accelerator, "backward"):
+            raise ValueError(
+                "accelerator must be an accelerate.Accelerator; got "
+                f"{type(self.accelerator).__name__}."
             )
         if str(self.device).startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(
@@ -357,17 +363,23 @@ class _MetaEstimatorBase(BaseEstimator):
                 sink=print if self.verbose else noop,
             )))
 
-        net = MetaNet(
+        if self.accelerator is None:
+            net_class, place = MetaNet, dict(device=self.device)
+            device = torch.device(self.device)
+        else:  # accelerate places the parameters; device is not used
+            net_class = accelerated_net_class()
+            place = dict(device=None, accelerator=self.accelerator)
+            device = self.accelerator.device
+        net = net_class(
             learner,
             criterion=EpisodeLoss, criterion__task=self._task, criterion__n_classes=n_way,
             optimizer=algorithm.optimizer, lr=self.meta_lr, max_epochs=self.max_epochs,
             # one fused kernel for all parameters: ~6x cheaper than Adam's default on CPU
-            optimizer__fused=torch.device(self.device).type in ("cpu", "cuda"),
+            optimizer__fused=device.type in ("cpu", "cuda"),
             batch_size=self.meta_batch_size,
             iterator_train=EpisodeLoader, iterator_valid=EpisodeLoader,
             train_split=predefined_split(valid_ds) if valid_ds is not None else None,
-            callbacks=callbacks, verbose=self.verbose, device=self.device,
-            algorithm=algorithm,
+            callbacks=callbacks, verbose=self.verbose, algorithm=algorithm, **place,
         )
         return net, algorithm
 

@@ -135,6 +135,7 @@ class EpisodeDataset(torch.utils.data.Dataset):
     def __init__(self, pools, n_episodes, seed, fixed=False):
         self.pools, self.n_episodes, self.seed, self.fixed = pools, n_episodes, int(seed), fixed
         self.epoch = 1
+        self.process = 0  # index of this process in a distributed (accelerate) fit
         self._fixed = pools.draw(np.random.RandomState(seed), n_episodes) if fixed else None
 
     def __len__(self):
@@ -144,7 +145,10 @@ class EpisodeDataset(torch.utils.data.Dataset):
         raise TypeError("EpisodeDataset is iterated by meta-batches through EpisodeLoader.")
 
     def batches(self, batch_size):
-        rng = None if self.fixed else np.random.RandomState([self.seed, self.epoch])
+        # process 0 (and any single-process fit) draws from (seed, epoch); other
+        # processes of a distributed fit draw their own episodes
+        key = [self.seed, self.epoch] + ([self.process] if self.process else [])
+        rng = None if self.fixed else np.random.RandomState(key)
         for start in range(0, self.n_episodes, batch_size):
             n = min(batch_size, self.n_episodes - start)
             if self.fixed:
@@ -201,16 +205,30 @@ class MetaNet(NeuralNet):
         if isinstance(dataset_train, EpisodeDataset):
             dataset_train.epoch = len(self.history)
 
+    @property
+    def data_device(self):
+        """Where the episode tensors go: the net's device."""
+        return self.device
+
+    def backward(self, loss):
+        """Back-propagate a meta-loss (the hook an accelerated net replaces)."""
+        loss.backward()
+
+    def sync_gradients(self):
+        """Combine the meta-gradients of several processes; one process: nothing to do."""
+
     def query_outputs(self, Xi, training):
-        xs, ys, xq = (to_device(Xi[k], self.device) for k in ("xs", "ys", "xq"))
+        xs, ys, xq = (to_device(Xi[k], self.data_device) for k in ("xs", "ys", "xq"))
         return self.algorithm.query_outputs(self.module_, xs, ys, xq, loss=self.criterion_,
                                             training=training)
 
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)
         Xi, yq = batch
-        xs, ys, xq, yq = (to_device(t, self.device) for t in (Xi["xs"], Xi["ys"], Xi["xq"], yq))
+        xs, ys, xq, yq = (to_device(t, self.data_device)
+                          for t in (Xi["xs"], Xi["ys"], Xi["xq"], yq))
         loss, out = self.algorithm.meta_step(self, xs, ys, xq, yq)
+        self.sync_gradients()
         self._check_finite(loss)
         return {"loss": loss, "y_pred": out}
 
@@ -234,7 +252,7 @@ class MetaNet(NeuralNet):
     def _evaluate_batch(self, batch):
         """Query loss and accuracy (None for regression) of one meta-batch, no graph."""
         Xi, yq = batch
-        yq = to_device(yq, self.device)
+        yq = to_device(yq, self.data_device)
         with torch.no_grad():  # torch.func.grad still differentiates the inner loop
             out = self.query_outputs(Xi, training=False)
             loss = self.get_loss(out, yq, X=Xi, training=False)
@@ -291,3 +309,53 @@ class RandomStartEarlyStopping(EarlyStopping):
             self.best_model_weights_ = {
                 k: v.detach().clone() for k, v in net.module_.state_dict().items()
             }
+
+
+def accelerated_net_class():
+    """:class:`MetaNet` with skorch's ``AccelerateMixin`` (Hugging Face accelerate).
+
+    The meta-step is MetaNet's (the functional core, not skorch's forward pass);
+    accelerate does the backward (mixed precision, gradient scaling), the
+    optimizer and the device. The network is not wrapped for distributed data
+    parallel: the meta-step calls it through ``functional_call``, past a
+    wrapper's forward, so the meta-gradients are averaged across processes
+    explicitly, and each process draws its own training episodes. Imported on
+    first use, so accelerate stays optional.
+    """
+    from skorch.hf import AccelerateMixin
+
+    class AcceleratedMetaNet(AccelerateMixin, MetaNet):
+        train_step_single = MetaNet.train_step_single
+
+        @property
+        def data_device(self):
+            return self.accelerator.device
+
+        def backward(self, loss):
+            self.accelerator.backward(loss)
+
+        def sync_gradients(self):
+            if self.accelerator.num_processes > 1:
+                for p in self.module_.parameters():
+                    if p.grad is not None:
+                        p.grad = self.accelerator.reduce(p.grad, reduction="mean")
+
+        def get_iterator(self, dataset, training=False):
+            # episodes are drawn per process, not sharded from one loader
+            return NeuralNet.get_iterator(self, dataset, training=training)
+
+        def on_epoch_begin(self, net, dataset_train=None, **kwargs):
+            super().on_epoch_begin(net, dataset_train=dataset_train, **kwargs)
+            if isinstance(dataset_train, EpisodeDataset):
+                dataset_train.process = self.accelerator.process_index
+
+        def _initialize_accelerator(self):
+            if self._wrapped_with_accelerator:
+                return self
+            # neither the network nor the (parameter-free) loss is wrapped for DDP
+            self.module_.to(self.accelerator.device)
+            self.optimizer_ = self.accelerator.prepare(self.optimizer_)
+            self._wrapped_with_accelerator = True
+            return self
+
+    return AcceleratedMetaNet

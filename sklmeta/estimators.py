@@ -102,7 +102,7 @@ class _AdaptedBase(BaseEstimator):
         # What predict needs is kept here, so a later refit of the meta-estimator
         # (another width, another architecture) leaves this estimator intact.
         self.module_, self.n_features_padded_ = meta._predict_module_, meta.n_features_in_
-        device = meta.net_.device
+        device = meta.net_.data_device
         x = _embed(X, self.n_features_padded_, self.mean_, self.scale_, device)
         if self._task == "classification":
             self.classes_, y_enc = np.unique(y, return_inverse=True)
@@ -321,6 +321,11 @@ _PARAM_DOCS = {
         1 prints skorch's epoch table and progress bar."""),
     "device": ("str", """
         Torch device of the meta-parameters, e.g. "cuda"."""),
+    "accelerator": ("accelerate.Accelerator", """
+        Meta-train through Hugging Face accelerate (skorch's ``AccelerateMixin``):
+        mixed precision, and several GPUs or machines with ``accelerate launch``
+        (each process draws its own episodes; meta-gradients are averaged). The
+        accelerator places the parameters; ``device`` is then not used."""),
     "random_state": ("int, RandomState instance or None", """
         Seeds the initial weights, the held-out split and the training episodes."""),
 }
@@ -477,7 +482,8 @@ class MAMLClassifier(_GradientBased, _MetaClassifier):
                  module=None, inner_lr=0.4, inner_steps=1, adapt_steps=None, first_order=False,
                  meta_lr=1e-3, meta_batch_size=16, max_epochs=20, early_stopping="auto",
                  validation_fraction=0.2, n_iter_no_change=5, standardize="auto",
-                 callbacks=None, verbose=0, device="cpu", random_state=None):
+                 callbacks=None, verbose=0, device="cpu", accelerator=None,
+                 random_state=None):
         store_params(self, locals())
 
 
@@ -510,7 +516,8 @@ class MAMLRegressor(_GradientBased, _MetaRegressor):
                  module=None, inner_lr=0.01, inner_steps=1, adapt_steps=None, first_order=False,
                  meta_lr=1e-3, meta_batch_size=16, max_epochs=20, early_stopping="auto",
                  validation_fraction=0.2, n_iter_no_change=5, standardize="auto",
-                 callbacks=None, verbose=0, device="cpu", random_state=None):
+                 callbacks=None, verbose=0, device="cpu", accelerator=None,
+                 random_state=None):
         store_params(self, locals())
 
 
@@ -545,7 +552,7 @@ class MetaSGDClassifier(_MetaSGD, _MetaClassifier):
                  lr_mode="element", meta_lr=1e-3, meta_batch_size=16, max_epochs=20,
                  early_stopping="auto", validation_fraction=0.2, n_iter_no_change=5,
                  standardize="auto", callbacks=None, verbose=0, device="cpu",
-                 random_state=None):
+                 accelerator=None, random_state=None):
         store_params(self, locals())
 
 
@@ -577,7 +584,7 @@ class MetaSGDRegressor(_MetaSGD, _MetaRegressor):
                  lr_mode="element", meta_lr=1e-3, meta_batch_size=16, max_epochs=20,
                  early_stopping="auto", validation_fraction=0.2, n_iter_no_change=5,
                  standardize="auto", callbacks=None, verbose=0, device="cpu",
-                 random_state=None):
+                 accelerator=None, random_state=None):
         store_params(self, locals())
 
 
@@ -613,7 +620,8 @@ class ANILClassifier(_ANIL, _MetaClassifier):
                  module=None, inner_lr=0.4, inner_steps=1, adapt_steps=None, first_order=False,
                  meta_lr=1e-3, meta_batch_size=16, max_epochs=20, early_stopping="auto",
                  validation_fraction=0.2, n_iter_no_change=5, standardize="auto",
-                 callbacks=None, verbose=0, device="cpu", random_state=None):
+                 callbacks=None, verbose=0, device="cpu", accelerator=None,
+                 random_state=None):
         store_params(self, locals())
 
 
@@ -645,7 +653,8 @@ class ANILRegressor(_ANIL, _MetaRegressor):
                  module=None, inner_lr=0.01, inner_steps=1, adapt_steps=None, first_order=False,
                  meta_lr=1e-3, meta_batch_size=16, max_epochs=20, early_stopping="auto",
                  validation_fraction=0.2, n_iter_no_change=5, standardize="auto",
-                 callbacks=None, verbose=0, device="cpu", random_state=None):
+                 callbacks=None, verbose=0, device="cpu", accelerator=None,
+                 random_state=None):
         store_params(self, locals())
 
 
@@ -685,7 +694,8 @@ class ReptileClassifier(_Reptile, _MetaClassifier):
                  module=None, inner_lr=0.1, inner_steps=5, adapt_steps=None, meta_lr=0.5,
                  meta_batch_size=16, max_epochs=20, early_stopping="auto",
                  validation_fraction=0.2, n_iter_no_change=5, standardize="auto",
-                 callbacks=None, verbose=0, device="cpu", random_state=None):
+                 callbacks=None, verbose=0, device="cpu", accelerator=None,
+                 random_state=None):
         store_params(self, locals())
 
 
@@ -715,7 +725,8 @@ class ReptileRegressor(_Reptile, _MetaRegressor):
                  module=None, inner_lr=0.01, inner_steps=10, adapt_steps=None, meta_lr=0.5,
                  meta_batch_size=16, max_epochs=20, early_stopping="auto",
                  validation_fraction=0.2, n_iter_no_change=5, standardize="auto",
-                 callbacks=None, verbose=0, device="cpu", random_state=None):
+                 callbacks=None, verbose=0, device="cpu", accelerator=None,
+                 random_state=None):
         store_params(self, locals())
 
 
@@ -754,7 +765,7 @@ class ProtoNetClassifier(_MetaClassifier):
                  activation="relu", module=None, meta_lr=1e-3, meta_batch_size=16,
                  max_epochs=20, early_stopping="auto", validation_fraction=0.2,
                  n_iter_no_change=5, standardize="auto", callbacks=None, verbose=0,
-                 device="cpu", random_state=None):
+                 device="cpu", accelerator=None, random_state=None):
         store_params(self, locals())
 
     def _algorithm(self):

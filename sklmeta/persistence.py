@@ -181,12 +181,14 @@ def _meta_payload(meta):
         "estimators; call fit first."))
     params = meta.get_params(deep=False)
     custom = params.pop("module")
-    if params.pop("callbacks"):
-        warnings.warn(
-            "sklmeta.save does not save callbacks (they are code); the loaded estimator has "
-            "callbacks=None. Set them again with set_params(callbacks=[...]) before refitting.",
-            UserWarning, stacklevel=3,
-        )
+    for name in ("callbacks", "accelerator"):
+        if params.pop(name):
+            warnings.warn(
+                f"sklmeta.save does not save {name} (they are code or hold processes); the "
+                f"loaded estimator has {name}=None. Set them again with "
+                f"set_params({name}=...) before refitting.",
+                UserWarning, stacklevel=3,
+            )
     attributes = {name: getattr(meta, name) for name in meta._saved_attributes
                   if hasattr(meta, name)}
     return {
