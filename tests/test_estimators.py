@@ -198,7 +198,13 @@ def test_dataframe_feature_names_are_kept_and_checked_at_adapt(class_tasks):
     assert meta.feature_names_in_.tolist() == list(df.columns)
     assert meta.adapt(df.iloc[:6], y[:6]).predict(df.iloc[6:]).shape == (34,)
     with pytest.raises(ValueError, match="feature names"):
-        meta.adapt(df.iloc[:6, ::-1], y[:6])
+        meta.adapt(df.iloc[:6, ::-1], y[:6])  # columns in another order
+    with pytest.raises(ValueError, match="Feature names seen at fit time, yet now missing"):
+        meta.adapt(df.iloc[:6, :-1], y[:6])  # a column missing
+    clf = meta.adapt(df.iloc[:6], y[:6])
+    assert clf.feature_names_in_.tolist() == list(df.columns)
+    with pytest.raises(ValueError, match="feature names"):
+        clf.predict(df.iloc[6:, ::-1])
 
 
 # ------------------------------------------------ reproducibility and persistence
