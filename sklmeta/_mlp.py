@@ -16,6 +16,8 @@ Any other module goes through the generic torch.func path; both are checked
 against each other and against a per-task autograd reference in the tests.
 """
 
+import contextlib
+
 import torch
 
 __all__ = ["mlp_layers", "mlp_forward", "mlp_inner_loop", "step_size"]
@@ -142,11 +144,11 @@ def mlp_inner_loop(layers, params, x, y, *, loss, lr, steps, first_order=False,
         )
         return {**params, **head_params}
     for step in range(steps):
-        cache = []
-        out = mlp_forward(layers, params, x, cache)
-        grads = _mlp_backward(layers, params, cache, _output_grad(loss, out, y))
-        if first_order:
-            grads = {k: g.detach() for k, g in grads.items()}
+        # first-order: the inner gradient is a constant, so build no graph for it
+        with torch.no_grad() if first_order else contextlib.nullcontext():
+            cache = []
+            out = mlp_forward(layers, params, x, cache)
+            grads = _mlp_backward(layers, params, cache, _output_grad(loss, out, y))
         if isinstance(lr, (int, float)):
             params = {k: torch.add(p, grads[k], alpha=-lr) for k, p in params.items()}
         else:
