@@ -15,10 +15,11 @@ Everything else -- cloning, parameters, input validation, pickling, dtypes,
 sparse input errors, idempotent fit, ``score`` (the mean few-shot score) --
 must pass.
 
-Every expected failure is listed in :data:`EXPECTED_FAILED_CHECKS`, with its
+Every expected failure is listed in :data:`EXPECTED_FAILED_CHECKS` (meta-estimators)
+or :data:`EXPECTED_FAILED_ADAPTED` (adapted estimators), with its
 reason. The xfail marks are strict: an entry whose check starts passing fails
-the run, so the list only ever holds what still fails. The two skips are
-scikit-learn's own ``check_array_api_input``, which runs only when the
+the run, so the list only ever holds what still fails. The skips (one per
+estimator) are scikit-learn's own ``check_array_api_input``, which runs only when the
 ``SCIPY_ARRAY_API`` environment variable is set; sklmeta does not claim array-API
 support (its arrays go to torch).
 """
