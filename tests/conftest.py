@@ -23,18 +23,23 @@ def sine_tasks():
     return make_sinusoid_tasks(n_tasks=40, n_samples=30, random_state=0)
 
 
-def small_classifier(n_way=2, **params):
-    splitter = TaskSplitter(n_way=n_way, k_shot=3, n_query=3, n_tasks=16, random_state=0)
+def small(cls, n_way=2, **params):
+    """A meta-estimator of class ``cls`` on a tiny budget (episodes sized for the fixtures)."""
+    if cls._task == "classification":
+        splitter = TaskSplitter(n_way=n_way, k_shot=3, n_query=3, n_tasks=16, random_state=0)
+    else:
+        splitter = TaskSplitter(k_shot=5, n_query=5, n_tasks=16, random_state=0)
     defaults = dict(task_splitter=splitter, hidden_layer_sizes=(16,), max_epochs=2,
                     meta_batch_size=4, random_state=0)
-    return MAMLClassifier(**{**defaults, **params})
+    return cls(**{**defaults, **params})
+
+
+def small_classifier(n_way=2, **params):
+    return small(MAMLClassifier, n_way, **params)
 
 
 def small_regressor(**params):
-    splitter = TaskSplitter(k_shot=5, n_query=5, n_tasks=16, random_state=0)
-    defaults = dict(task_splitter=splitter, hidden_layer_sizes=(16,), max_epochs=2,
-                    meta_batch_size=4, random_state=0)
-    return MAMLRegressor(**{**defaults, **params})
+    return small(MAMLRegressor, **params)
 
 
 def weights(meta):

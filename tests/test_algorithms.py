@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from conftest import same_weights, weights
+from conftest import same_weights, small, weights
 from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -29,16 +29,6 @@ from sklmeta._training import MetaNet
 
 CLASSIFIERS = [MetaSGDClassifier, ANILClassifier, ReptileClassifier, ProtoNetClassifier]
 REGRESSORS = [MetaSGDRegressor, ANILRegressor, ReptileRegressor]
-
-
-def small(cls, **params):
-    if cls._task == "classification":
-        splitter = TaskSplitter(n_way=2, k_shot=3, n_query=3, n_tasks=16, random_state=0)
-    else:
-        splitter = TaskSplitter(k_shot=5, n_query=5, n_tasks=16, random_state=0)
-    defaults = dict(task_splitter=splitter, hidden_layer_sizes=(16,), max_epochs=2,
-                    meta_batch_size=4, random_state=0)
-    return cls(**{**defaults, **params})
 
 
 # ------------------------------------------------------------------- Reptile

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import small
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from skorch.callbacks import Callback
@@ -15,31 +16,16 @@ from skorch.callbacks import Callback
 import sklmeta
 from sklmeta import (
     AdaptedClassifier,
-    ANILClassifier,
-    ANILRegressor,
     MAMLClassifier,
     MAMLRegressor,
-    MetaSGDClassifier,
     MetaSGDRegressor,
     ProtoNetClassifier,
-    ReptileClassifier,
-    ReptileRegressor,
-    TaskSplitter,
 )
-
-META_CLASSES = [MAMLClassifier, MAMLRegressor, MetaSGDClassifier, MetaSGDRegressor,
-                ANILClassifier, ANILRegressor, ReptileClassifier, ReptileRegressor,
-                ProtoNetClassifier]
+from sklmeta.estimators import META_ESTIMATORS as META_CLASSES
 
 
 def tiny(cls, **params):
-    if cls._task == "classification":
-        splitter = TaskSplitter(n_way=2, k_shot=3, n_query=3, n_tasks=16, random_state=0)
-    else:
-        splitter = TaskSplitter(k_shot=5, n_query=5, n_tasks=16, random_state=0)
-    defaults = dict(task_splitter=splitter, hidden_layer_sizes=(8,), max_epochs=2,
-                    meta_batch_size=4, random_state=0)
-    return cls(**{**defaults, **params})
+    return small(cls, **{"hidden_layer_sizes": (8,), **params})
 
 
 def round_trip(estimator, tmp_path, **load_params):
