@@ -776,6 +776,13 @@ class ProtoNetClassifier(_MetaClassifier):
         return self.embedding_dim if self.module is None else None
 
 
+# Every public meta-estimator, once: sklmeta.load's allow-list and the tests' list.
+META_ESTIMATORS = (
+    MAMLClassifier, MAMLRegressor, MetaSGDClassifier, MetaSGDRegressor, ANILClassifier,
+    ANILRegressor, ReptileClassifier, ReptileRegressor, ProtoNetClassifier,
+)
+
+
 def adapt(estimator, X, y):
     """Adapt a meta-estimator, or a fitted Pipeline ending in one, to a new task.
 

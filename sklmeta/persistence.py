@@ -58,19 +58,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from .estimators import (
-    AdaptedClassifier,
-    AdaptedRegressor,
-    ANILClassifier,
-    ANILRegressor,
-    MAMLClassifier,
-    MAMLRegressor,
-    MetaSGDClassifier,
-    MetaSGDRegressor,
-    ProtoNetClassifier,
-    ReptileClassifier,
-    ReptileRegressor,
-)
+from .estimators import META_ESTIMATORS, AdaptedClassifier, AdaptedRegressor
 from .tasks import TaskSplitter
 
 __all__ = ["save", "load", "FORMAT_VERSION"]
@@ -79,10 +67,7 @@ FORMAT = "sklmeta"
 FORMAT_VERSION = 1
 
 # The only classes load builds: looked up by name, never imported by name.
-_META_CLASSES = {cls.__name__: cls for cls in (
-    MAMLClassifier, MAMLRegressor, MetaSGDClassifier, MetaSGDRegressor, ANILClassifier,
-    ANILRegressor, ReptileClassifier, ReptileRegressor, ProtoNetClassifier,
-)}
+_META_CLASSES = {cls.__name__: cls for cls in META_ESTIMATORS}
 _ADAPTED_CLASSES = {cls.__name__: cls for cls in (AdaptedClassifier, AdaptedRegressor)}
 _ADAPTED_ATTRIBUTES = ("params_", "classes_", "mean_", "scale_", "n_features_in_",
                        "n_features_padded_", "feature_names_in_")

@@ -31,6 +31,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 import sklmeta
 from sklmeta import TaskSplitter
 from sklmeta._base import _MetaEstimatorBase
+from sklmeta.estimators import META_ESTIMATORS
 
 _NO_PREDICT = "a meta-estimator predicts only after adapt(); it has no predict"
 
@@ -98,11 +99,6 @@ def _expected_failed_checks(estimator):
 # check_fit2d_1feature has 3); the regressor keeps n_query = 2 because R^2 of a
 # single query sample is undefined (NaN), which would make the score checks vacuous.
 _SMALL = dict(max_epochs=2, meta_batch_size=4, hidden_layer_sizes=(8,), random_state=0)
-META_ESTIMATORS = [
-    getattr(sklmeta, name) for name in sklmeta.__all__
-    if isinstance(getattr(sklmeta, name), type)
-    and issubclass(getattr(sklmeta, name), _MetaEstimatorBase)
-]
 ESTIMATORS = [
     cls(task_splitter=TaskSplitter(k_shot=2, n_query=1 if cls._task == "classification" else 2,
                                    n_tasks=8), **_SMALL)
@@ -137,6 +133,10 @@ def test_every_algorithm_is_checked():
     names = {cls.__name__ for cls in META_ESTIMATORS}
     assert names == {f"{a}{k}" for a in ("MAML", "MetaSGD", "ANIL", "Reptile")
                      for k in ("Classifier", "Regressor")} | {"ProtoNetClassifier"}
+    # ...and the tuple holds every public meta-estimator (it is also load's allow-list)
+    public = {name for name in sklmeta.__all__ if isinstance(getattr(sklmeta, name), type)
+              and issubclass(getattr(sklmeta, name), _MetaEstimatorBase)}
+    assert public == names
 
 
 # sklearn's check data are too small to hold out tasks or classes for
