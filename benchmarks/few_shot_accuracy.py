@@ -31,6 +31,7 @@ import warnings
 
 import sklearn
 import torch
+from _machine import cpu_name  # benchmarks/, on the path of a script run from it
 from sklearn.datasets import load_digits
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.exceptions import ConvergenceWarning
@@ -253,18 +254,6 @@ def digits(b, seed):
           f"{max(curve)} epochs in {auto_secs:.0f} s and kept best_epoch_={meta.best_epoch_}; "
           f"its 5-shot meta-validation accuracy by epoch (epoch 0 first): {trace} (%).")
     print()
-
-
-def cpu_name():
-    """The CPU model, where the platform tells it."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv=None):

@@ -36,6 +36,8 @@ import subprocess
 import sys
 import time
 
+from _machine import cpu_name  # benchmarks/, on the path of a script run from it
+
 MB = 1e6
 N_SAMPLES = 50  # points per sinusoid task
 K_SHOT = N_QUERY = 10
@@ -134,18 +136,6 @@ def measure(threads=1, **spec):
     if proc.returncode != 0:
         raise RuntimeError(f"measurement {spec} failed:\n{proc.stdout}\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def cpu_name():
-    """The CPU model, where the platform tells it."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _mb(n):
