@@ -517,8 +517,9 @@ class _MetaEstimatorBase(BaseEstimator):
     def adapt(self, X, y):
         """Adapt to a new task from its support set; return a new fitted estimator.
 
-        Runs ``adapt_steps`` (default ``inner_steps``) steps of the inner loop from
-        the meta-learned initialisation. The meta-estimator is not changed.
+        Runs the algorithm's adaptation from what was meta-learned: ``adapt_steps``
+        (default ``inner_steps``) steps of the inner loop, or, for ProtoNet, the
+        class prototypes. The meta-estimator is not changed.
 
         Parameters
         ----------
