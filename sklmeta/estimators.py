@@ -154,8 +154,14 @@ class _AdaptedBase(BaseEstimator):
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         device = next(iter(self.params_.values())).device
         x = _embed(X, self.n_features_padded_, self.mean_, self.scale_, device)
+        # Predict in float64: float32 matrix products change a row's result in its
+        # last bits when the rows around it change (BLAS blocking), so a float32
+        # forward makes a row's prediction depend on the rest of the batch; in
+        # float64 that effect is ~1e-16, far below what any caller can see.
+        params = {k: v.double() if v.is_floating_point() else v for k, v in
+                  {**dict(self.module_.named_buffers()), **self.params_}.items()}
         with torch.no_grad():
-            return functional_call(self.module_, self.params_, (x,))
+            return functional_call(self.module_, params, (x.double(),))
 
 
 class AdaptedClassifier(ClassifierMixin, _AdaptedBase):

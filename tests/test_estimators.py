@@ -37,6 +37,23 @@ def test_adapt_returns_a_new_fitted_estimator_and_leaves_meta_unchanged(class_ta
     assert not same_weights(before, clf.params_.values())
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_a_rows_prediction_does_not_depend_on_the_other_rows(sine_tasks, class_tasks, seed):
+    # scikit-learn's check_methods_sample_order_invariance (rtol 1e-7) failed on
+    # float32 forwards, whose last bits move with the rows around a row.
+    rng = np.random.RandomState(seed)
+    reg = small_regressor(hidden_layer_sizes=(64, 64)).fit(sine_tasks)
+    X, y = rng.uniform(-5, 5, (300, 1)), rng.randn(300)
+    adapted = reg.adapt(X[:10], y[:10])
+    order = rng.permutation(300)
+    np.testing.assert_allclose(adapted.predict(X[order]), adapted.predict(X)[order], rtol=1e-10)
+    np.testing.assert_allclose(adapted.predict(X[:7]), adapted.predict(X)[:7], rtol=1e-10)
+    clf = small_classifier().fit(class_tasks).adapt(*(a[:10] for a in class_tasks[0]))
+    Xc = rng.randn(300, class_tasks[0][0].shape[1])
+    np.testing.assert_allclose(clf.predict_proba(Xc[order]), clf.predict_proba(Xc)[order],
+                               rtol=1e-10)
+
+
 def test_labels_are_mapped_back_to_the_users_labels(class_tasks):
     meta = small_classifier().fit(class_tasks)
     X, y = class_tasks[1]
