@@ -44,9 +44,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import sklmeta
 from sklmeta import MAMLClassifier, MAMLRegressor, TaskSplitter
-from sklmeta._functional import EpisodeLoss, adapt_predict
+from sklmeta._core import EpisodeLoss, make_mlp, select_inner_loop
 from sklmeta.datasets import make_sinusoid_tasks
-from sklmeta.estimators import make_mlp
 
 T, K, LR = 25, 10, 0.01
 
@@ -178,8 +177,8 @@ def flops_per_meta_step(steps, first_order):
     loss = EpisodeLoss("regression")
     counter = FlopCounterMode(display=False)
     with counter:
-        out = adapt_predict(model, params, xs, ys, xq, loss=loss, lr=LR, steps=steps,
-                            first_order=first_order)
+        out = select_inner_loop(model).adapt_predict(params, xs, ys, xq, loss=loss, lr=LR,
+                                                     steps=steps, first_order=first_order)
         loss(out, yq).backward()
     return counter.get_total_flops()
 

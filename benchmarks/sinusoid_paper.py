@@ -30,9 +30,8 @@ import torch
 
 import sklmeta
 from sklmeta import MAMLRegressor, TaskSplitter, stack_tasks
-from sklmeta._functional import EpisodeLoss, adapt_many, predict_many
+from sklmeta._core import EpisodeLoss, make_mlp, select_inner_loop
 from sklmeta.datasets import make_sinusoid_tasks
-from sklmeta.estimators import make_mlp
 from sklmeta.model_selection import mean_ci
 
 # Appendix C, Table 2 (K=5 and K=10: MSE after 1, 5 and 10 steps)
@@ -54,9 +53,10 @@ def test_episodes(k, n_tasks, seed):
 
 def mse_after(module, params, support, query, steps):
     """Per-task query MSE after ``steps`` SGD steps from ``params`` (the inner loop)."""
-    adapted = adapt_many(module, params, *support, loss=EpisodeLoss("regression"),
-                         lr=INNER_LR, steps=steps)
-    out = predict_many(module, adapted, query[0])[..., 0]
+    loop = select_inner_loop(module)
+    adapted = loop.adapt_many(params, *support, loss=EpisodeLoss("regression"), lr=INNER_LR,
+                              steps=steps)
+    out = loop.predict_many(adapted, query[0])[..., 0]
     return ((out - query[1]) ** 2).mean(dim=1).numpy()
 
 

@@ -1,9 +1,10 @@
 """sklmeta: meta-learning (MAML and its cousins) behind the scikit-learn API."""
 
 from . import datasets, model_selection
+from ._training import MetaTrainingDiverged
+from ._version import __version__
+from .adapted import AdaptedClassifier, AdaptedRegressor, adapt
 from .estimators import (
-    AdaptedClassifier,
-    AdaptedRegressor,
     ANILClassifier,
     ANILRegressor,
     MAMLClassifier,
@@ -13,12 +14,9 @@ from .estimators import (
     ProtoNetClassifier,
     ReptileClassifier,
     ReptileRegressor,
-    adapt,
 )
 from .persistence import load, save
 from .tasks import TaskSplitter, stack_tasks, train_test_split_classes
-
-__version__ = "0.1.0.dev0"
 
 __all__ = [
     "ANILClassifier",
@@ -27,6 +25,7 @@ __all__ = [
     "AdaptedRegressor",
     "MAMLClassifier",
     "MAMLRegressor",
+    "MetaTrainingDiverged",
     "MetaSGDClassifier",
     "MetaSGDRegressor",
     "ProtoNetClassifier",

@@ -2,7 +2,7 @@
 
 skorch runs the loop (epochs, history, callbacks, progress bar, early stopping,
 checkpoints); :class:`MetaNet` overrides only ``train_step_single`` and
-``validation_step`` to put the functional core (:mod:`sklmeta._functional`)
+``validation_step`` to put the functional core (:mod:`sklmeta._core`)
 where skorch would call ``module(X)``.
 
 A batch is ``({"xs": [T, S, D], "ys": [T, S], "xq": [T, Q, D]}, yq [T, Q])``:
@@ -10,16 +10,21 @@ A batch is ``({"xs": [T, S, D], "ys": [T, S], "xq": [T, Q, D]}, yq [T, Q])``:
 re-mapped to ``0..n_way-1``.
 """
 
+import copy
 import math
 
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import EarlyStopping
-from skorch.utils import to_device
+from skorch.callbacks import EarlyStopping, PassthroughScoring, ProgressBar
+from skorch.helper import predefined_split
+from skorch.hf import AccelerateMixin
+from skorch.utils import noop, to_device
 
-__all__ = ["EpisodeDataset", "EpisodeLoader", "MetaNet", "MetaTrainingDiverged",
-           "RandomStartEarlyStopping"]
+from ._core import EpisodeLoss
+
+__all__ = ["AcceleratedMetaNet", "EpisodeDataset", "EpisodeLoader", "EpisodeTensors", "MetaNet", "MetaTrainingDiverged", "RandomStartEarlyStopping",
+           "build_net"]
 
 
 class MetaTrainingDiverged(FloatingPointError):
@@ -30,75 +35,25 @@ class MetaTrainingDiverged(FloatingPointError):
     """
 
 
-class EpisodePools:
-    """Task pools as one tensor, and a vectorised episode sampler over them.
+class EpisodeTensors:
+    """Task pools as one tensor, drawn into task-first meta-batches.
 
     Parameters
     ----------
     X : list of float32 Tensor [n_i, D]
+        Each pool's (standardised, padded) inputs.
     y : list of ndarray
-        Targets of each pool (class labels or real values).
-    samplers : list of sklmeta.tasks._EpisodeSampler
-        One per pool; they validated the pools and know their classes.
+        Each pool's targets (class labels or real values).
+    sampler : sklmeta._episodes.EpisodeSampler
+        Over the same pools, in the same order; it validated them.
     task : {"classification", "regression"}
-
-    Notes
-    -----
-    Episodes are drawn with numpy on a table of row indices ``[pool, class, row]``:
-    a meta-batch is one ``argsort`` of random keys and one gather, not a Python
-    loop over episodes. Pools too large for that table (one huge pool among many
-    small ones) fall back to drawing one episode at a time. Either way every
-    support/query set is a uniform random draw without replacement.
     """
 
-    _MAX_KEYS = 1 << 18  # random keys per meta-batch before falling back to a loop
-
-    def __init__(self, X, y, samplers, task):
-        self.samplers, self.task = samplers, task
-        first = samplers[0]
-        self.n_way, self.k, self.q = first.n_way, first.k_shot, first.n_query
+    def __init__(self, X, y, sampler, task):
+        self.sampler, self.task = sampler, task
         self.X = torch.cat(X)
-        offsets = np.cumsum([0] + [len(x) for x in X])
         self.y = None if task == "classification" else torch.as_tensor(
             np.concatenate(y), dtype=torch.float32)
-        rows = [
-            [offsets[i] + r for r in (s.class_rows if s.n_way else [np.arange(len(X[i]))])]
-            for i, s in enumerate(samplers)
-        ]
-        n_classes = max(len(r) for r in rows)
-        longest = max(len(c) for r in rows for c in r)
-        self.counts = np.zeros((len(rows), n_classes), dtype=np.int64)
-        self.table = np.zeros((len(rows), n_classes, longest), dtype=np.int64)
-        for i, pool in enumerate(rows):
-            for c, r in enumerate(pool):
-                self.counts[i, c] = len(r)
-                self.table[i, c, : len(r)] = r
-        self._slots = np.arange(longest)
-        self._n_classes = np.arange(n_classes)
-
-    def _draw_rows(self, rng, n):
-        """Global row indices ``[n, ways, k + q]`` of ``n`` episodes."""
-        ways = self.n_way or 1
-        need = self.k + self.q
-        pools = rng.randint(len(self.samplers), size=n)
-        counts = self.counts[pools]  # [n, classes]
-        if self.n_way:
-            keys = rng.random_sample(counts.shape)
-            keys[counts == 0] = np.inf  # a pool may have fewer classes than the widest
-            classes = np.argsort(keys, axis=1)[:, :ways]
-        else:
-            classes = np.zeros((n, 1), dtype=np.int64)
-        chosen = np.take_along_axis(counts, classes, axis=1)  # rows of each drawn class
-        if n * ways * len(self._slots) <= self._MAX_KEYS:
-            keys = rng.random_sample((n, ways, len(self._slots)))
-            keys[self._slots >= chosen[..., None]] = np.inf
-            pick = np.argsort(keys, axis=-1)[..., :need]
-        else:
-            pick = np.stack([
-                np.stack([rng.choice(m, need, replace=False) for m in per_episode])
-                for per_episode in chosen
-            ])
-        return self.table[pools[:, None, None], classes[..., None], pick]
 
     def draw(self, rng, n):
         """``n`` episodes as a task-first batch ``(xs, ys, xq, yq)``.
@@ -106,20 +61,19 @@ class EpisodePools:
         Support and query rows come class by class in the order the classes were
         drawn, so the episode labels ``0..n_way-1`` are a fresh random assignment.
         """
-        rows = self._draw_rows(rng, n)
-        support = torch.from_numpy(rows[..., : self.k].reshape(n, -1))
-        query = torch.from_numpy(rows[..., self.k :].reshape(n, -1))
+        support, query = (torch.from_numpy(r) for r in
+                          self.sampler.split(self.sampler.draw(rng, n)))
         if self.task == "classification":
-            ways = torch.arange(self.n_way)
-            ys = ways.repeat_interleave(self.k).expand(n, -1)
-            yq = ways.repeat_interleave(self.q).expand(n, -1)
+            ways = torch.arange(self.sampler.n_way)
+            ys = ways.repeat_interleave(self.sampler.k).expand(n, -1)
+            yq = ways.repeat_interleave(self.sampler.q).expand(n, -1)
         else:
             ys, yq = self.y[support], self.y[query]
         return self.X[support], ys, self.X[query], yq
 
 
 class EpisodeDataset(torch.utils.data.Dataset):
-    """Episodes drawn from :class:`EpisodePools`, ``n_episodes`` per epoch.
+    """Episodes drawn from :class:`EpisodeTensors`, ``n_episodes`` per epoch.
 
     ``fixed=False`` (training): fresh episodes every epoch, drawn from a
     ``RandomState`` seeded by ``(seed, epoch)``, so a fit is reproducible, never
@@ -128,15 +82,15 @@ class EpisodeDataset(torch.utils.data.Dataset):
     resumed from a checkpoint at epoch ``e`` draws the very episodes an
     uninterrupted run draws in epoch ``e + 1``. :class:`MetaNet` sets ``epoch``
     (1-based, skorch's count, which counts a loaded history) as each epoch
-    begins. ``fixed=True`` (validation): one set drawn once, the same every
-    epoch, so the monitored score moves only with the weights.
+    begins. ``fixed=True`` (validation): the same episodes at every pass, drawn
+    again from ``seed`` a meta-batch at a time, so the monitored score moves only
+    with the weights and memory holds one meta-batch, not every episode.
     """
 
     def __init__(self, pools, n_episodes, seed, fixed=False):
         self.pools, self.n_episodes, self.seed, self.fixed = pools, n_episodes, int(seed), fixed
         self.epoch = 1
         self.process = 0  # index of this process in a distributed (accelerate) fit
-        self._fixed = pools.draw(np.random.RandomState(seed), n_episodes) if fixed else None
 
     def __len__(self):
         return self.n_episodes
@@ -147,14 +101,13 @@ class EpisodeDataset(torch.utils.data.Dataset):
     def batches(self, batch_size):
         # process 0 (and any single-process fit) draws from (seed, epoch); other
         # processes of a distributed fit draw their own episodes
-        key = [self.seed, self.epoch] + ([self.process] if self.process else [])
-        rng = None if self.fixed else np.random.RandomState(key)
+        if self.fixed:
+            key = self.seed
+        else:
+            key = [self.seed, self.epoch] + ([self.process] if self.process else [])
+        rng = np.random.RandomState(key)
         for start in range(0, self.n_episodes, batch_size):
-            n = min(batch_size, self.n_episodes - start)
-            if self.fixed:
-                xs, ys, xq, yq = (t[start : start + n] for t in self._fixed)
-            else:
-                xs, ys, xq, yq = self.pools.draw(rng, n)
+            xs, ys, xq, yq = self.pools.draw(rng, min(batch_size, self.n_episodes - start))
             yield {"xs": xs, "ys": ys, "xq": xq}, yq
 
 
@@ -176,15 +129,15 @@ class EpisodeLoader:
 class MetaNet(NeuralNet):
     """skorch net whose training step is a meta-step.
 
-    The module is a :class:`~sklmeta._algorithms.Learner` (the network and any
+    The module is a :class:`~sklmeta._core.algorithms.Learner` (the network and any
     other meta-learned tensors); the criterion is an
-    :class:`~sklmeta._functional.EpisodeLoss`, used for the inner loss and the
+    :class:`~sklmeta._core.functional.EpisodeLoss`, used for the inner loss and the
     meta-loss alike.
 
     Parameters (besides skorch's)
     -----------------------------
-    algorithm : sklmeta._algorithms.MAML or a subclass
-        How tasks are adapted and what the meta-update is. Validation episodes
+    algorithm : an algorithm of :mod:`sklmeta._core.algorithms`
+        Its meta-loss is what a training step back-propagates. Validation episodes
         are adapted as ``adapt`` will adapt (``adapt_steps``), so that early
         stopping watches what ``adapt`` delivers.
     """
@@ -223,11 +176,14 @@ class MetaNet(NeuralNet):
                                             training=training)
 
     def train_step_single(self, batch, **fit_params):
+        """One meta-step: the algorithm's meta-loss, then this net's own backward."""
         self._set_training(True)
         Xi, yq = batch
         xs, ys, xq, yq = (to_device(t, self.data_device)
                           for t in (Xi["xs"], Xi["ys"], Xi["xq"], yq))
-        loss, out = self.algorithm.meta_step(self, xs, ys, xq, yq)
+        objective, loss, out = self.algorithm.meta_loss(self.module_, xs, ys, xq, yq,
+                                                        loss=self.criterion_)
+        self.backward(objective)
         self.sync_gradients()
         self._check_finite(loss)
         return {"loss": loss, "y_pred": out}
@@ -239,7 +195,8 @@ class MetaNet(NeuralNet):
         if torch.isfinite(total):
             return
         what = "meta-loss" if not torch.isfinite(loss) else "meta-gradient"
-        inner_lr = getattr(self.algorithm, "inner_lr", None)
+        steps = getattr(self.algorithm, "steps", None)
+        inner_lr = steps.inner_lr if steps is not None else None
         advice = (f"inner_lr (now {inner_lr}) or meta_lr (now {self.lr})" if inner_lr
                   else f"meta_lr (now {self.lr})")
         raise MetaTrainingDiverged(
@@ -310,8 +267,23 @@ class RandomStartEarlyStopping(EarlyStopping):
                 k: v.detach().clone() for k, v in net.module_.state_dict().items()
             }
 
+    def on_epoch_end(self, net, **kwargs):
+        self.checked_epoch_ = net.history[-1, "epoch"]
+        super().on_epoch_end(net, **kwargs)
 
-def accelerated_net_class():
+    def on_train_end(self, net, **kwargs):
+        # Training interrupted after an epoch was scored but before this callback
+        # checked it (Ctrl-C, or an earlier callback raising): check it now, so the
+        # weights kept are the best of every scored epoch.
+        last = net.history[-1] if len(net.history) else {}
+        if (last.get("epoch") != getattr(self, "checked_epoch_", None)
+                and self.monitor in last and self._is_score_improved(last[self.monitor])):
+            self.best_epoch_ = last["epoch"]
+            self.best_model_weights_ = None  # the current weights are the best
+        super().on_train_end(net, **kwargs)
+
+
+class AcceleratedMetaNet(AccelerateMixin, MetaNet):
     """:class:`MetaNet` with skorch's ``AccelerateMixin`` (Hugging Face accelerate).
 
     The meta-step is MetaNet's (the functional core, not skorch's forward pass);
@@ -319,43 +291,83 @@ def accelerated_net_class():
     optimizer and the device. The network is not wrapped for distributed data
     parallel: the meta-step calls it through ``functional_call``, past a
     wrapper's forward, so the meta-gradients are averaged across processes
-    explicitly, and each process draws its own training episodes. Imported on
-    first use, so accelerate stays optional.
+    explicitly, and each process draws its own training episodes. Defined at
+    module level, so an accelerated fit pickles; skorch's mixin imports
+    accelerate only when it is used, so accelerate stays optional.
     """
-    from skorch.hf import AccelerateMixin
 
-    class AcceleratedMetaNet(AccelerateMixin, MetaNet):
-        train_step_single = MetaNet.train_step_single
+    train_step_single = MetaNet.train_step_single
 
-        @property
-        def data_device(self):
-            return self.accelerator.device
+    @property
+    def data_device(self):
+        return self.accelerator.device
 
-        def backward(self, loss):
-            self.accelerator.backward(loss)
+    def backward(self, loss):
+        self.accelerator.backward(loss)
 
-        def sync_gradients(self):
-            if self.accelerator.num_processes > 1:
-                for p in self.module_.parameters():
-                    if p.grad is not None:
-                        p.grad = self.accelerator.reduce(p.grad, reduction="mean")
+    def sync_gradients(self):
+        if self.accelerator.num_processes > 1:
+            for p in self.module_.parameters():
+                if p.grad is not None:
+                    p.grad = self.accelerator.reduce(p.grad, reduction="mean")
 
-        def get_iterator(self, dataset, training=False):
-            # episodes are drawn per process, not sharded from one loader
-            return NeuralNet.get_iterator(self, dataset, training=training)
+    def get_iterator(self, dataset, training=False):
+        # episodes are drawn per process, not sharded from one loader
+        return NeuralNet.get_iterator(self, dataset, training=training)
 
-        def on_epoch_begin(self, net, dataset_train=None, **kwargs):
-            super().on_epoch_begin(net, dataset_train=dataset_train, **kwargs)
-            if isinstance(dataset_train, EpisodeDataset):
-                dataset_train.process = self.accelerator.process_index
+    def on_epoch_begin(self, net, dataset_train=None, **kwargs):
+        super().on_epoch_begin(net, dataset_train=dataset_train, **kwargs)
+        if isinstance(dataset_train, EpisodeDataset):
+            dataset_train.process = self.accelerator.process_index
 
-        def _initialize_accelerator(self):
-            if self._wrapped_with_accelerator:
-                return self
-            # neither the network nor the (parameter-free) loss is wrapped for DDP
-            self.module_.to(self.accelerator.device)
-            self.optimizer_ = self.accelerator.prepare(self.optimizer_)
-            self._wrapped_with_accelerator = True
+    def _initialize_accelerator(self):
+        if self._wrapped_with_accelerator:
             return self
+        # neither the network nor the (parameter-free) loss is wrapped for DDP
+        self.module_.to(self.accelerator.device)
+        self.optimizer_ = self.accelerator.prepare(self.optimizer_)
+        self._wrapped_with_accelerator = True
+        return self
 
-    return AcceleratedMetaNet
+
+def build_net(learner, algorithm, *, task, n_way, meta_lr, max_epochs, meta_batch_size,
+              callbacks, verbose, device, accelerator, patience, valid_ds=None):
+    """The skorch net of a fit around ``learner``, and the algorithm.
+
+    ``valid_ds`` (meta-validation episodes) adds early stopping that counts the
+    random start as epoch 0. ``fit`` trains the net; :func:`sklmeta._base.restore_fitted`
+    loads saved weights into it.
+    """
+    # The progress bar first: a callback that stops training (early stopping)
+    # raises at epoch end, and a bar not yet closed would leak into the next fit.
+    cbs = [("progress_bar", ProgressBar())] if verbose else []
+    classification = task == "classification"
+    if valid_ds is not None and classification:
+        cbs.append(("valid_acc", PassthroughScoring(
+            "valid_acc", lower_is_better=False, on_train=False)))
+    cbs += list(copy.deepcopy(callbacks or []))
+    if valid_ds is not None:
+        cbs.append(("random_start_early_stopping", RandomStartEarlyStopping(
+            monitor="valid_acc" if classification else "valid_loss",
+            lower_is_better=not classification, patience=patience,
+            threshold=0.0, threshold_mode="abs", load_best=True,
+            sink=print if verbose else noop,
+        )))
+    if accelerator is None:
+        net_class, place = MetaNet, dict(device=device)
+        device = torch.device(device)
+    else:  # accelerate places the parameters; device is not used
+        net_class, place = AcceleratedMetaNet, dict(device=None, accelerator=accelerator)
+        device = accelerator.device
+    net = net_class(
+        learner,
+        criterion=EpisodeLoss, criterion__task=task, criterion__n_classes=n_way,
+        optimizer=algorithm.optimizer, lr=meta_lr, max_epochs=max_epochs,
+        # one fused kernel for all parameters: ~6x cheaper than Adam's default on CPU
+        optimizer__fused=device.type in ("cpu", "cuda"),
+        batch_size=meta_batch_size,
+        iterator_train=EpisodeLoader, iterator_valid=EpisodeLoader,
+        train_split=predefined_split(valid_ds) if valid_ds is not None else None,
+        callbacks=cbs, verbose=verbose, algorithm=algorithm, **place,
+    )
+    return net, algorithm

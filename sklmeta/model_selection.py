@@ -12,14 +12,16 @@ import time
 import numpy as np
 import pandas as pd
 from scipy import stats
-from sklearn.base import clone
+from sklearn.base import clone, is_classifier
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import check_cv
 from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import check_is_fitted
 
-from .estimators import _MetaEstimatorBase, adapt
+from ._adaptation import episode_scores
+from ._base import MetaEstimatorBase
+from .adapted import AdaptedClassifier, AdaptedRegressor, adapt
 
 __all__ = ["compare", "mean_ci"]
 
@@ -48,14 +50,13 @@ def _final_step(est):
 
 def _episode_scores(est, X, y, episodes, scoring):
     meta = _final_step(est)
-    if isinstance(meta, _MetaEstimatorBase):
+    if isinstance(meta, MetaEstimatorBase):
         check_is_fitted(meta, msg=(
             f"{type(meta).__name__} must be meta-trained (fit) on meta-training data "
             "before compare, which only adapts it on each episode's support set."))
         if est is meta and scoring is None:
-            return meta._episode_scores(X, y, episodes=episodes)
-        if est is meta:
-            fitted = meta._adapt_episodes(X, y, episodes)
+            probe = (AdaptedClassifier if is_classifier(meta) else AdaptedRegressor)(meta)
+            return episode_scores(meta, X, y, episodes=episodes, probe=probe)
         else:
             fitted = [adapt(est, _safe_indexing(X, s), _safe_indexing(y, s)) for s, _ in episodes]
     else:

@@ -58,7 +58,10 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from .estimators import META_ESTIMATORS, AdaptedClassifier, AdaptedRegressor
+from ._adaptation import predictor
+from ._base import SAVED_ATTRIBUTES, restore_fitted
+from .adapted import AdaptedClassifier, AdaptedRegressor
+from .estimators import META_ESTIMATORS
 from .tasks import TaskSplitter
 
 __all__ = ["save", "load", "FORMAT_VERSION"]
@@ -174,7 +177,7 @@ def _meta_payload(meta):
                 f"set_params({name}=...) before refitting.",
                 UserWarning, stacklevel=3,
             )
-    attributes = {name: getattr(meta, name) for name in meta._saved_attributes
+    attributes = {name: getattr(meta, name) for name in SAVED_ATTRIBUTES
                   if hasattr(meta, name)}
     return {
         "class": type(meta).__name__,
@@ -326,7 +329,7 @@ def _load_meta(payload, module):
                          "for files saved with a custom module.")
     meta = cls(**_decode(payload["params"]), module=module)
     try:
-        return meta._restore(payload["state_dict"], _decode(payload["history"]),
+        return restore_fitted(meta, payload["state_dict"], _decode(payload["history"]),
                              _decode(payload["attributes"]), training=payload["training"])
     except RuntimeError as e:  # load_state_dict: missing keys or other shapes
         raise ValueError(
@@ -399,7 +402,7 @@ def load(path, *, module=None):
                 if key in attributes:
                     setattr(adapted, key, attributes[key])
             adapted.params_ = {k: v.to(device) for k, v in adapted.params_.items()}
-            adapted.module_ = meta._predict_module_
+            adapted.module_ = predictor(meta)
             return adapted
         return _load_meta(payload, module)
     except (KeyError, TypeError, AttributeError) as e:

@@ -15,83 +15,13 @@ from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import _num_samples, column_or_1d
 
+from ._episodes import EpisodeSampler, choose_classes, group_rows, label_repr
 from ._validation import check_int, unique_labels
 
 __all__ = ["TaskSplitter", "stack_tasks", "train_test_split_classes"]
 
 
-def _label(value):
-    """``repr`` of a label as the user wrote it (``2``, not ``np.int64(2)``)."""
-    return repr(value.item() if isinstance(value, np.generic) else value)
-
-
-def _listing(items, limit=10):
-    """``items`` joined by commas, the first ``limit`` only (a continuous y has thousands)."""
-    items = list(items)
-    more = f", ... ({len(items) - limit} more)" if len(items) > limit else ""
-    return ", ".join(items[:limit]) + more
-
-
-class _EpisodeSampler:
-    """Draws one episode at a time from a single pool of rows.
-
-    Episodes are drawn with ``sample(rng)``; the support indices come first class by
-    class in the order the classes were drawn, so that ``labels`` (0..n_way-1 in that
-    order) is a fresh random class-to-label assignment for every episode.
-    """
-
-    def __init__(self, n_samples, y=None, *, n_way=None, k_shot=5, n_query=15, where=""):
-        self.n_way, self.k_shot, self.n_query = n_way, k_shot, n_query
-        need = k_shot + n_query
-        if n_way is None:
-            if n_samples < need:
-                raise ValueError(
-                    f"{where or 'X '}has {n_samples} samples, fewer than k_shot + n_query = "
-                    f"{k_shot} + {n_query} = {need}."
-                )
-            self.n_samples = n_samples
-            return
-        classes, y_idx = unique_labels(y, "y")
-        if n_way > len(classes):
-            of = f"of {where}" if where else "in y "
-            raise ValueError(
-                f"n_way={n_way} is larger than the number of classes {of}"
-                f"({len(classes)}: {classes.tolist()})."
-            )
-        counts = np.bincount(y_idx, minlength=len(classes))
-        small = counts < need
-        if small.any():
-            detail = _listing(
-                f"class {_label(c)} has {n}" for c, n in zip(classes[small], counts[small])
-            )
-            raise ValueError(
-                f"Every class{' of ' + where if where else ' '}needs at least k_shot + n_query = "
-                f"{k_shot} + {n_query} = "
-                f"{need} samples; {detail}."
-            )
-        self.classes = classes
-        order = np.argsort(y_idx, kind="stable")
-        self.class_rows = np.split(order, np.cumsum(counts)[:-1])
-
-    def sample(self, rng):
-        k = self.k_shot
-        if self.n_way is None:
-            rows = rng.choice(self.n_samples, self.k_shot + self.n_query, replace=False)
-            return rows[:k], rows[k:]
-        picked = rng.choice(len(self.class_rows), self.n_way, replace=False)
-        rows = [rng.choice(self.class_rows[c], k + self.n_query, replace=False) for c in picked]
-        support = np.concatenate([r[:k] for r in rows])
-        query = np.concatenate([r[k:] for r in rows])
-        return support, query
-
-    def labels(self):
-        """Episode-local labels of ``(support, query)`` as returned by :meth:`sample`."""
-        if self.n_way is None:
-            return None
-        return (
-            np.repeat(np.arange(self.n_way), self.k_shot),
-            np.repeat(np.arange(self.n_way), self.n_query),
-        )
+_SPLIT_BATCH = 256  # episodes drawn per call of the sampler while splitting
 
 
 class TaskSplitter(BaseEstimator):
@@ -161,8 +91,9 @@ class TaskSplitter(BaseEstimator):
         self._check_params()
         return self.n_tasks
 
-    def _samplers(self, n_samples, y=None, groups=None):
-        """One sampler per pool (the whole data, or each group) and each pool's rows."""
+    def _sampler(self, n_samples, y=None, groups=None):
+        """The episode sampler over the pools (the whole data, or each group), and the
+        original row of each of the sampler's rows."""
         self._check_params()
         if n_samples == 0:
             raise ValueError(
@@ -187,29 +118,14 @@ class TaskSplitter(BaseEstimator):
                     "regression) leave n_way=None."
                 )
         if groups is None:
-            pools = [np.arange(n_samples)]
-            names = [""]
+            pools, names = [np.arange(n_samples)], [""]
         else:
-            shape = np.shape(groups)
-            if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
-                raise ValueError(
-                    f"groups should be a 1d array, got an array of shape {shape} instead."
-                )
-            groups = column_or_1d(groups)
-            if len(groups) != n_samples:
-                raise ValueError(f"X has {n_samples} samples but groups has {len(groups)}.")
-            uniq, inv = unique_labels(groups, "groups")
-            order = np.argsort(inv, kind="stable")  # one sort, not a mask per group
-            pools = np.split(order, np.cumsum(np.bincount(inv))[:-1])
-            names = [f"group {_label(g)} " for g in uniq]
-        samplers = [
-            _EpisodeSampler(
-                len(rows), None if y is None or self.n_way is None else y[rows],
-                n_way=self.n_way, k_shot=self.k_shot, n_query=self.n_query, where=name,
-            )
-            for rows, name in zip(pools, names)
-        ]
-        return samplers, pools
+            keys, pools = group_rows(groups, n_samples)
+            names = [f"group {label_repr(g)} " for g in keys]
+        labels = [None if self.n_way is None else y[rows] for rows in pools]
+        sampler = EpisodeSampler(labels, [len(r) for r in pools], n_way=self.n_way,
+                                 k_shot=self.k_shot, n_query=self.n_query, names=names)
+        return sampler, np.concatenate(pools)
 
     def split(self, X, y=None, groups=None):
         """Yield ``(support_idx, query_idx)`` for ``n_tasks`` episodes.
@@ -229,12 +145,12 @@ class TaskSplitter(BaseEstimator):
         query : ndarray of int
             Row indices of the query set, disjoint from ``support``.
         """
-        samplers, pools = self._samplers(_num_samples(X), y, groups)
+        sampler, original = self._sampler(_num_samples(X), y, groups)
         rng = check_random_state(self.random_state)
-        for _ in range(self.n_tasks):
-            g = rng.randint(len(samplers)) if len(samplers) > 1 else 0
-            support, query = samplers[g].sample(rng)
-            yield pools[g][support], pools[g][query]
+        for start in range(0, self.n_tasks, _SPLIT_BATCH):
+            rows = sampler.draw(rng, min(_SPLIT_BATCH, self.n_tasks - start))
+            for support, query in zip(*sampler.split(rows)):
+                yield original[support], original[query]
 
 
 def train_test_split_classes(X, y, *, test_size=0.25, random_state=None):
@@ -284,7 +200,7 @@ def train_test_split_classes(X, y, *, test_size=0.25, random_state=None):
             "both parts need at least one class."
         )
     rng = check_random_state(random_state)
-    test_classes = rng.permutation(classes)[:n_test]
+    test_classes = choose_classes(classes, n_test, rng)
     test = np.isin(y_arr, test_classes)
     train_idx, test_idx = np.flatnonzero(~test), np.flatnonzero(test)
     return (

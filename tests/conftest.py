@@ -1,4 +1,5 @@
 import pytest
+from sklearn.base import is_classifier
 import torch
 
 from sklmeta import MAMLClassifier, MAMLRegressor, TaskSplitter
@@ -25,7 +26,7 @@ def sine_tasks():
 
 def small(cls, n_way=2, **params):
     """A meta-estimator of class ``cls`` on a tiny budget (episodes sized for the fixtures)."""
-    if cls._task == "classification":
+    if is_classifier(cls()):
         splitter = TaskSplitter(n_way=n_way, k_shot=3, n_query=3, n_tasks=16, random_state=0)
     else:
         splitter = TaskSplitter(k_shot=5, n_query=5, n_tasks=16, random_state=0)

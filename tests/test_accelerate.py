@@ -51,7 +51,7 @@ def test_reptile_and_protonet_train_accelerated(accelerator, class_tasks):
 
 
 def test_an_accelerator_that_is_not_one_is_named(class_tasks):
-    with pytest.raises(ValueError, match="accelerator must be an accelerate.Accelerator"):
+    with pytest.raises(ValueError, match="'accelerator' parameter of MAMLClassifier must be an object implementing 'backward'"):
         small_classifier(accelerator="cuda").fit(class_tasks)
 
 

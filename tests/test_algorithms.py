@@ -5,6 +5,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from sklearn.base import is_classifier
 from conftest import same_weights, small, weights
 from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.pipeline import make_pipeline
@@ -23,8 +24,8 @@ from sklmeta import (
     ReptileRegressor,
     TaskSplitter,
 )
-from sklmeta._algorithms import Reptile
-from sklmeta._functional import EpisodeLoss
+from sklmeta._core import EpisodeLoss
+from sklmeta._core.algorithms import Reptile
 from sklmeta._training import MetaNet
 
 CLASSIFIERS = [MetaSGDClassifier, ANILClassifier, ReptileClassifier, ProtoNetClassifier]
@@ -146,14 +147,14 @@ def test_meta_sgd_per_step_rates_cannot_adapt_for_more_steps(sine_tasks):
 
 
 def test_meta_sgd_rejects_an_unknown_lr_mode(sine_tasks):
-    with pytest.raises(ValueError, match="lr_mode must be"):
+    with pytest.raises(ValueError, match="'lr_mode' parameter of MetaSGD(Classifier|Regressor) must be a str among"):
         small(MetaSGDRegressor, lr_mode="layer").fit(sine_tasks)
 
 
 # ---------------------------------------------------------------------- ANIL
 @pytest.mark.parametrize("cls", [ANILClassifier, ANILRegressor])
 def test_anil_adaptation_changes_only_the_head(cls, class_tasks, sine_tasks):
-    tasks = class_tasks if cls._task == "classification" else sine_tasks
+    tasks = class_tasks if is_classifier(cls()) else sine_tasks
     meta = small(cls, hidden_layer_sizes=(16, 16)).fit(tasks)
     X, y = tasks[0]
     adapted = meta.adapt(X[:10], y[:10]).params_
@@ -168,7 +169,7 @@ def test_anil_adaptation_changes_only_the_head(cls, class_tasks, sine_tasks):
 @pytest.mark.parametrize("cls", CLASSIFIERS + REGRESSORS, ids=lambda c: c.__name__)
 def test_reproducible_picklable_and_adapts_without_changing_the_meta_estimator(
         cls, class_tasks, sine_tasks):
-    tasks = class_tasks if cls._task == "classification" else sine_tasks
+    tasks = class_tasks if is_classifier(cls()) else sine_tasks
     meta = small(cls).fit(tasks)
     before = weights(meta)
     X, y = tasks[-1]

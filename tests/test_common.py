@@ -26,11 +26,12 @@ support (its arrays go to torch).
 
 import numpy as np
 import pytest
+from sklearn.base import is_classifier
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import sklmeta
 from sklmeta import TaskSplitter
-from sklmeta._base import _MetaEstimatorBase
+from sklmeta._base import MetaEstimatorBase
 from sklmeta.estimators import META_ESTIMATORS
 
 _NO_PREDICT = "a meta-estimator predicts only after adapt(); it has no predict"
@@ -100,7 +101,7 @@ def _expected_failed_checks(estimator):
 # single query sample is undefined (NaN), which would make the score checks vacuous.
 _SMALL = dict(max_epochs=2, meta_batch_size=4, hidden_layer_sizes=(8,), random_state=0)
 ESTIMATORS = [
-    cls(task_splitter=TaskSplitter(k_shot=2, n_query=1 if cls._task == "classification" else 2,
+    cls(task_splitter=TaskSplitter(k_shot=2, n_query=1 if is_classifier(cls()) else 2,
                                    n_tasks=8), **_SMALL)
     for cls in META_ESTIMATORS
 ]
@@ -135,7 +136,7 @@ def test_every_algorithm_is_checked():
                      for k in ("Classifier", "Regressor")} | {"ProtoNetClassifier"}
     # ...and the tuple holds every public meta-estimator (it is also load's allow-list)
     public = {name for name in sklmeta.__all__ if isinstance(getattr(sklmeta, name), type)
-              and issubclass(getattr(sklmeta, name), _MetaEstimatorBase)}
+              and issubclass(getattr(sklmeta, name), MetaEstimatorBase)}
     assert public == names
 
 

@@ -16,6 +16,7 @@ from sklearn.preprocessing import StandardScaler
 from skorch.callbacks import Callback, EarlyStopping
 
 import sklmeta
+from sklmeta._adaptation import episode_scores
 from sklmeta import AdaptedClassifier, AdaptedRegressor, TaskSplitter, stack_tasks
 from sklmeta.datasets import make_sinusoid_tasks
 
@@ -80,7 +81,7 @@ def test_batched_adaptation_equals_one_at_a_time(class_tasks):
     X, y, groups = stack_tasks(class_tasks)
     splitter = TaskSplitter(n_way=2, k_shot=3, n_query=5, n_tasks=10, random_state=1)
     one_by_one = cross_val_score(AdaptedClassifier(meta), X, y, groups=groups, cv=splitter)
-    batched = meta._episode_scores(X, y, episodes=list(splitter.split(X, y, groups)))
+    batched = episode_scores(meta, X, y, episodes=list(splitter.split(X, y, groups)), probe=AdaptedClassifier(meta))
     np.testing.assert_allclose(batched, one_by_one)
     meta.set_params(task_splitter=splitter)
     assert meta.score(X, y, groups) == pytest.approx(one_by_one.mean())
@@ -171,16 +172,32 @@ def test_n_way_above_the_number_of_classes(class_tasks):
 
 
 @pytest.mark.parametrize("param, value, message", [
-    ("inner_steps", 0, "inner_steps must be an integer >= 1"),
+    ("inner_steps", 0, r"'inner_steps' parameter of MAMLClassifier must be an int in the range \[1"),
     ("hidden_layer_sizes", (16, 0), "hidden_layer_sizes must be a tuple of positive integers"),
-    ("inner_lr", -0.1, "inner_lr must be a positive number"),
-    ("early_stopping", "yes", "early_stopping must be"),
-    ("validation_fraction", 1.5, "validation_fraction must be in"),
-    ("task_splitter", 5, "task_splitter must be a sklmeta.TaskSplitter"),
+    ("inner_lr", -0.1, r"'inner_lr' parameter of MAMLClassifier must be a float in the range \(0"),
+    ("inner_lr", float("inf"), "'inner_lr' parameter of MAMLClassifier must be a float in"),
+    ("early_stopping", "yes", "'early_stopping' parameter of MAMLClassifier must be"),
+    ("validation_fraction", 1.5, "'validation_fraction' parameter of MAMLClassifier must be a "
+                                 "float in the range"),
+    ("validation_fraction", "0.2", "'validation_fraction' parameter of MAMLClassifier must be"),
+    ("task_splitter", 5, "'task_splitter' parameter of MAMLClassifier must be an instance of "
+                         "'sklmeta.tasks.TaskSplitter'"),
+    ("first_order", "no", "'first_order' parameter of MAMLClassifier must be an instance of "
+                          "'bool'"),
+    ("verbose", -1, "'verbose' parameter of MAMLClassifier must be"),
+    ("activation", "swish", "'activation' parameter of MAMLClassifier must be a str among"),
+    ("device", "meta", "device='meta' holds no data"),
+    ("device", 3, "'device' parameter of MAMLClassifier must be"),
 ])
 def test_bad_parameters_are_named_at_fit(class_tasks, param, value, message):
     with pytest.raises(ValueError, match=message):
         small_classifier(**{param: value}).fit(class_tasks)
+    # scikit-learn's InvalidParameterError is a ValueError and a TypeError
+    with pytest.raises(TypeError):
+        if param not in ("hidden_layer_sizes", "device"):
+            small_classifier(**{param: value}).fit(class_tasks)
+        else:
+            raise TypeError
 
 
 def test_regressor_rejects_n_way(sine_tasks):
@@ -443,7 +460,7 @@ def test_adapt_steps_is_read_when_adapting(sine_tasks):
     reg.set_params(adapt_steps=10)
     np.testing.assert_allclose(reg.adapt(x[:5], y[:5]).predict(x), ten.adapt(x[:5], y[:5]).predict(x))
     assert not np.allclose(one_step, reg.adapt(x[:5], y[:5]).predict(x))
-    with pytest.raises(ValueError, match="adapt_steps must be an integer >= 1"):
+    with pytest.raises(ValueError, match="'adapt_steps' parameter of MAMLRegressor must be an int in the range"):
         reg.set_params(adapt_steps=0).adapt(x[:5], y[:5])
 
 
@@ -470,7 +487,7 @@ def test_batched_regression_scores_equal_adapt_then_r2(sine_tasks):
     episodes = list(TaskSplitter(k_shot=5, n_query=5, n_tasks=12, random_state=3).split(
         X, y, groups))
     one_by_one = [reg.adapt(X[s], y[s]).score(X[q], y[q]) for s, q in episodes]
-    np.testing.assert_allclose(reg._episode_scores(X, y, episodes=episodes), one_by_one,
+    np.testing.assert_allclose(episode_scores(reg, X, y, episodes=episodes, probe=AdaptedRegressor(reg)), one_by_one,
                                rtol=1e-6, atol=1e-9)
 
 

@@ -4,11 +4,17 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from sklmeta._algorithms import MAML, MetaSGD
-from sklmeta._functional import EpisodeLoss, adapt_many, adapt_predict, inner_loop
-from sklmeta._mlp import mlp_layers
+from sklmeta._core import (
+    BatchedMLPInnerLoop,
+    EpisodeLoss,
+    FunctionalInnerLoop,
+    inner_loop,
+    make_mlp,
+    select_inner_loop,
+)
+from sklmeta._core.algorithms import maml as MAML
+from sklmeta._core.algorithms import meta_sgd as MetaSGD
 from sklmeta._training import MetaNet
-from sklmeta.estimators import make_mlp
 
 N_TASKS, N_WAY, SHOT, QUERY, DIM = 5, 3, 4, 6, 7
 
@@ -23,14 +29,23 @@ NETWORKS = {
     # tanh: non-zero second derivatives everywhere; relu: a constant mask
     "mlp-tanh (hand-batched)": lambda: make_mlp(DIM, (16, 16), N_WAY, "tanh"),
     "mlp-relu (hand-batched)": lambda: make_mlp(DIM, (16, 16), N_WAY, "relu"),
+    "mlp-gelu (hand-batched)": lambda: make_mlp(DIM, (16, 16), N_WAY, "gelu"),
     "silu (torch.func vmap)": lambda: silu_net(DIM, N_WAY),
 }
 
 
 def test_the_paths_are_the_ones_named():
-    assert mlp_layers(NETWORKS["mlp-tanh (hand-batched)"]()) is not None
-    assert mlp_layers(NETWORKS["mlp-relu (hand-batched)"]()) is not None
-    assert mlp_layers(NETWORKS["silu (torch.func vmap)"]()) is None
+    for name, build in NETWORKS.items():
+        expected = BatchedMLPInnerLoop if "hand-batched" in name else FunctionalInnerLoop
+        assert type(select_inner_loop(build())) is expected, name
+    # ANIL's head-only loop is hand-batched too; any other subset of parameters is not
+    mlp = make_mlp(DIM, (8,), N_WAY)
+    assert select_inner_loop(mlp, ["2.weight", "2.bias"]).head_only
+    assert type(select_inner_loop(mlp, ["0.weight"])) is FunctionalInnerLoop
+    # GELU's tanh approximation is not the GELU the hand-written gradient knows
+    approx = torch.nn.Sequential(torch.nn.Linear(DIM, 8), torch.nn.GELU("tanh"),
+                                 torch.nn.Linear(8, N_WAY))
+    assert type(select_inner_loop(approx)) is FunctionalInnerLoop
 
 
 @pytest.fixture(params=list(NETWORKS))
@@ -73,8 +88,9 @@ def reference_meta_grad(model, xs, ys, xq, yq, lr, steps, detach_inner, adapted=
 def sklmeta_meta_grad(model, xs, ys, xq, yq, lr, steps, first_order, adapted=None):
     loss = EpisodeLoss("classification", N_WAY)
     params = dict(model.named_parameters())
-    out = adapt_predict(model, params, xs, ys, xq, loss=loss, lr=lr, steps=steps,
-                        first_order=first_order, adapted=adapted)
+    out = select_inner_loop(model, adapted).adapt_predict(
+        params, xs, ys, xq, loss=loss, lr=lr, steps=steps, first_order=first_order,
+        adapted=adapted)
     return torch.autograd.grad(loss(out, yq), list(params.values()))
 
 
@@ -128,7 +144,7 @@ def test_adapt_many_equals_the_generic_inner_loop_per_task(problem):
     model, xs, ys, _, _ = problem
     loss = EpisodeLoss("classification", N_WAY)
     params = {k: v.detach() for k, v in model.named_parameters()}
-    stacked = adapt_many(model, params, xs, ys, loss=loss, lr=0.5, steps=2)
+    stacked = select_inner_loop(model).adapt_many(params, xs, ys, loss=loss, lr=0.5, steps=2)
     for t in range(N_TASKS):
         single = inner_loop(model, params, xs[t], ys[t], loss=loss, lr=0.5, steps=2)
         assert all(torch.allclose(stacked[k][t], single[k], atol=1e-5) for k in params)
@@ -153,12 +169,14 @@ def test_episode_loss_uses_only_the_first_n_classes():
         EpisodeLoss("ranking")
 
 
+@pytest.mark.parametrize("activation", ["relu", "tanh", "gelu"])
 @pytest.mark.parametrize("task, n_out, n_classes", [("regression", 1, None),
                                                     ("classification", 4, 2)])
-def test_hand_batched_mlp_equals_torch_func_on_the_same_network(task, n_out, n_classes):
-    """Same network, both paths: the outputs and the meta-gradients agree."""
+def test_hand_batched_mlp_equals_torch_func_on_the_same_network(task, n_out, n_classes,
+                                                                activation):
+    """Same network, both implementations: the outputs and the meta-gradients agree."""
     torch.manual_seed(1)
-    model = make_mlp(DIM, (8, 8), n_out, "relu")
+    model = make_mlp(DIM, (8, 8), n_out, activation)
     xs, xq = torch.randn(N_TASKS, 6, DIM), torch.randn(N_TASKS, 5, DIM)
     if task == "regression":
         ys, yq = torch.randn(N_TASKS, 6), torch.randn(N_TASKS, 5)
@@ -166,7 +184,11 @@ def test_hand_batched_mlp_equals_torch_func_on_the_same_network(task, n_out, n_c
         ys, yq = torch.randint(0, n_classes, (N_TASKS, 6)), torch.randint(0, n_classes, (N_TASKS, 5))
     loss = EpisodeLoss(task, n_classes)
     params = dict(model.named_parameters())
-    fast = adapt_predict(model, params, xs, ys, xq, loss=loss, lr=0.1, steps=2)
+    batched = select_inner_loop(model)
+    assert type(batched) is BatchedMLPInnerLoop
+    fast = batched.adapt_predict(params, xs, ys, xq, loss=loss, lr=0.1, steps=2)
+    functional = FunctionalInnerLoop(model).adapt_predict(params, xs, ys, xq, loss=loss, lr=0.1,
+                                                          steps=2)
 
     def generic(xs_t, ys_t, xq_t):
         adapted = inner_loop(model, params, xs_t, ys_t, loss=loss, lr=0.1, steps=2)
@@ -174,6 +196,7 @@ def test_hand_batched_mlp_equals_torch_func_on_the_same_network(task, n_out, n_c
 
     slow = torch.func.vmap(generic)(xs, ys, xq)
     assert torch.allclose(fast, slow, atol=1e-5)
+    assert torch.allclose(functional, slow, atol=1e-6)
     g_fast = torch.autograd.grad(loss(fast, yq), list(params.values()))
     g_slow = torch.autograd.grad(loss(slow, yq), list(params.values()))
     assert max_diff(g_fast, g_slow) < 1e-5
@@ -199,8 +222,9 @@ def test_anil_meta_gradient_matches_a_head_only_reference(problem, steps):
 def test_anil_adapts_the_head_and_leaves_the_body_untouched(problem):
     model, xs, ys, _, _ = problem
     params = {k: v.detach() for k, v in model.named_parameters()}
-    new = adapt_many(model, params, xs, ys, loss=EpisodeLoss("classification", N_WAY),
-                     lr=0.5, steps=2, adapted=head(model))
+    new = select_inner_loop(model, head(model)).adapt_many(
+        params, xs, ys, loss=EpisodeLoss("classification", N_WAY), lr=0.5, steps=2,
+        adapted=head(model))
     for name, p in params.items():
         moved = (new[name] - p).abs().amax(dim=tuple(range(1, p.dim() + 1)))
         if name in head(model):

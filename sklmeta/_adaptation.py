@@ -1,0 +1,303 @@
+"""Support sets in, adapted parameters and scores out.
+
+One path, used alike by the adapted estimators (:mod:`sklmeta.adapted`), a
+meta-estimator's ``score`` and :func:`sklmeta.model_selection.compare`:
+
+1. :func:`validate_support` checks a support set against the fitted meta-estimator;
+2. :func:`encode_support` standardises it, encodes its labels and makes its tensors
+   (a :class:`Support`);
+3. :func:`adapt_batches` adapts many supports at once, stacked by shape, through
+   the algorithm's own adaptation (the inner loop meta-training ran);
+4. :func:`episode_scores` scores episodes a batch at a time: no estimator object
+   per episode, and memory bounded by the batch, not by the number of episodes.
+
+What this module needs of a meta-estimator is its fitted attributes and one
+protocol method, ``__sklmeta_algorithm__()``, which builds the algorithm from the
+estimator's current parameters (so ``inner_lr`` and ``adapt_steps`` can be changed
+after meta-training).
+"""
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.base import clone, is_classifier
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import (
+    _check_feature_names,
+    _check_n_features,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
+
+from ._core import EpisodeLoss, select_inner_loop
+from ._episodes import is_task_list, label_repr
+from ._preprocessing import numeric_target, standardiser, to_tensor
+from ._validation import unique_labels
+from .tasks import TaskSplitter
+
+__all__ = ["Support", "adapt_batches", "check_meta_fitted", "check_known_labels",
+           "encode_support", "episode_scores", "predict", "scoring_splitter",
+           "validate_support"]
+
+ADAPT_BATCH = 512  # episodes per stacked adaptation
+SCORE_BATCH = 2048  # episodes encoded and scored per pass
+
+
+@dataclass
+class Support:
+    """A support set ready to adapt on.
+
+    Attributes
+    ----------
+    x : Tensor [n, width]
+        Standardised (when the meta-estimator standardises) and zero-padded.
+    y : Tensor [n]
+        Class indices into ``classes``, or float targets.
+    classes : ndarray or None
+        The support set's labels, sorted (None for a regressor).
+    mean, scale : ndarray or None
+        Its standardisation.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    classes: object = None
+    mean: object = None
+    scale: object = None
+
+    @property
+    def n_classes(self):
+        return None if self.classes is None else len(self.classes)
+
+
+def check_meta_fitted(meta):
+    check_is_fitted(meta, "net_", msg=(
+        f"{type(meta).__name__} is not meta-trained yet: call fit(tasks) before adapt."))
+
+
+def validate_support(meta, estimator, X, y):
+    """The data checks of adaptation: a fitted meta-estimator, names, width, finite.
+
+    ``estimator`` (the adapted estimator) records ``n_features_in_`` and
+    ``feature_names_in_``.
+    """
+    check_meta_fitted(meta)
+    _check_feature_names(meta, X, reset=False)
+    classifier = is_classifier(meta)
+    X, y = validate_data(estimator, X, y, dtype=[np.float64, np.float32],
+                         y_numeric=not classifier)
+    if meta.standardize_:
+        if X.shape[1] > meta.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(meta).__name__} was meta-trained "
+                f"on tasks zero-padded to {meta.n_features_in_}; adapt accepts at most "
+                f"{meta.n_features_in_}."
+            )
+    else:
+        _check_n_features(meta, X, reset=False)
+    if classifier:
+        check_classification_targets(y)
+    else:
+        y = numeric_target(y)
+    return X, y
+
+
+def encode_support(meta, X, y):
+    """A validated support set as a :class:`Support` on the meta-estimator's device."""
+    if meta.standardize_:
+        if len(y) < 2:
+            raise ValueError(
+                "A support set with 1 sample cannot be standardised (the "
+                "meta-estimator standardises each task); give at least 2 samples."
+            )
+        mean, scale = standardiser(X)
+    else:
+        mean = scale = None
+    device = meta.net_.data_device
+    x = to_tensor(X, meta.n_features_in_, mean, scale, device)
+    if not is_classifier(meta):
+        return Support(x, torch.as_tensor(y, dtype=torch.float32, device=device), None,
+                       mean, scale)
+    classes, y_enc = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(
+            f"The support set has a single class ({label_repr(classes[0])}); "
+            "adapting a classifier needs at least 2."
+        )
+    algorithm = meta.__sklmeta_algorithm__()
+    if not getattr(algorithm, "any_number_of_classes", False) and len(classes) > meta.n_way_:
+        raise ValueError(
+            f"The support set has {len(classes)} classes, but {type(meta).__name__} was "
+            f"meta-trained with n_way={meta.n_way_} outputs; adapt takes at most "
+            f"{meta.n_way_} classes."
+        )
+    return Support(x, torch.as_tensor(y_enc, device=device), classes, mean, scale)
+
+
+def check_known_labels(y, classes):
+    unknown = np.setdiff1d(unique_labels(y, "y")[0], classes)
+    if len(unknown):
+        raise ValueError(
+            f"y has labels {unknown.tolist()} that are not among the support set's "
+            f"classes {classes.tolist()}."
+        )
+
+
+def adapt_batches(meta, supports, keys=None):
+    """Adapt many supports, stacked by shape; yield ``(indices, stacked parameters)``.
+
+    Supports that share ``keys[i]`` (default: their shape and class count) are
+    adapted together, ``ADAPT_BATCH`` at a time.
+    """
+    algorithm, learner = meta.__sklmeta_algorithm__(), meta.net_.module_
+    task = "classification" if is_classifier(meta) else "regression"
+    alike = {}
+    for i, s in enumerate(supports):
+        key = keys[i] if keys is not None else (tuple(s.x.shape), s.n_classes)
+        alike.setdefault(key, []).append(i)
+    for idx in alike.values():
+        loss = EpisodeLoss(task, supports[idx[0]].n_classes)
+        for start in range(0, len(idx), ADAPT_BATCH):
+            chunk = idx[start : start + ADAPT_BATCH]
+            yield chunk, algorithm.adapt(
+                learner, torch.stack([supports[i].x for i in chunk]),
+                torch.stack([supports[i].y for i in chunk]), loss=loss,
+            )
+
+
+def adapt_one(meta, support):
+    """Adapted parameters (one dict, no task axis) for one support set."""
+    ((_, stacked),) = adapt_batches(meta, [support])
+    return {k: v[0].clone() for k, v in stacked.items()}
+
+
+def predictor(meta):
+    """The module the adapted parameters are applied to."""
+    module, _ = meta.__sklmeta_algorithm__().predictor(meta.net_.module_)
+    return module
+
+
+def predict(module, params, x):
+    """Outputs of ``module`` under ``params`` for ``x [n, width]``, computed in float64.
+
+    float32 matrix products change a row's result in its last bits when the rows
+    around it change (BLAS blocking); in float64 that effect is ~1e-16, so a row's
+    prediction does not depend on the rest of the batch. Thread-safe: nothing is
+    swapped into a shared module without the inner loop's lock.
+    """
+    params = {k: v.double()[None] if v.is_floating_point() else v[None]
+              for k, v in params.items()}
+    with torch.no_grad():
+        return select_inner_loop(module).forward(params, x.double()[None])[0]
+
+
+def scoring_splitter(meta, y):
+    """The task_splitter as ``score`` uses it.
+
+    Classifier episodes always draw classes: with ``n_way=None``, as many as the
+    data have, up to ``n_way_``. An unseeded splitter takes the estimator's
+    ``random_state``, so a seeded estimator scores reproducibly.
+    """
+    splitter = clone(meta.task_splitter if meta.task_splitter is not None else TaskSplitter())
+    if splitter.random_state is None:
+        splitter.set_params(random_state=meta.random_state)
+    if is_classifier(meta) and splitter.n_way is None:
+        n_classes = len(unique_labels(column_or_1d(y), "y")[0])
+        if n_classes < 2:
+            raise ValueError(f"{type(meta).__name__}.score draws episodes of at least 2 "
+                             f"classes; y has {n_classes}.")
+        splitter.set_params(n_way=min(meta.n_way_, n_classes))
+    return splitter
+
+
+def _score_batch(meta, X, y, episodes):
+    """Scores of some episodes, adapted and predicted stacked."""
+    supports, xq, yq = [], [], []
+    for s, q in episodes:
+        support = encode_support(meta, X[s], y[s])
+        supports.append(support)
+        xq.append(to_tensor(X[q], meta.n_features_in_, support.mean, support.scale,
+                            support.x.device))
+        if support.classes is not None:
+            check_known_labels(y[q], support.classes)
+            yq.append(np.searchsorted(support.classes, y[q]))
+        else:
+            yq.append(np.asarray(y[q], dtype=np.float64))
+    keys = [(tuple(s.x.shape), tuple(q.shape), s.n_classes) for s, q in zip(supports, xq)]
+    _, loop = meta.__sklmeta_algorithm__().predictor(meta.net_.module_)
+    scores = np.empty(len(episodes))
+    for chunk, stacked in adapt_batches(meta, supports, keys):
+        out = loop.predict_many(stacked, torch.stack([xq[i] for i in chunk]))
+        truth = np.stack([yq[i] for i in chunk])
+        n_classes = supports[chunk[0]].n_classes
+        if n_classes is not None:
+            pred = out[..., :n_classes].argmax(-1).cpu().numpy()
+            scores[chunk] = (pred == truth).mean(axis=1)
+        else:
+            pred = out[..., 0].cpu().numpy().astype(np.float64)
+            ss_res = ((truth - pred) ** 2).sum(axis=1)
+            ss_tot = ((truth - truth.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r2 = 1 - ss_res / ss_tot
+            # scikit-learn's r2_score for a constant target: 1 if perfect, else 0
+            scores[chunk] = np.where(ss_tot == 0, np.where(ss_res == 0, 1.0, 0.0), r2)
+    return scores
+
+
+def episode_scores(meta, X, y=None, groups=None, episodes=None, probe=None):
+    """Accuracy or R^2 of each episode, as ``adapt(...).score(...)`` gives it.
+
+    Parameters
+    ----------
+    meta : fitted meta-estimator
+    X, y, groups
+        One dataset, or ``X`` a list of ``(X_i, y_i)`` tasks (episodes are then
+        drawn across tasks as groups; each task is adapted at its own width).
+    episodes : iterable of (support, query), default=None
+        The episodes; by default :func:`scoring_splitter`'s.
+    probe : estimator
+        An unfitted adapted estimator, to validate ``X`` and ``y`` once.
+
+    Returns
+    -------
+    ndarray of shape (n_episodes,)
+    """
+    check_meta_fitted(meta)
+    if is_task_list(X, y):
+        if y is not None:
+            raise ValueError("score(tasks) takes no y: each task carries its own targets.")
+        if not X:
+            raise ValueError("score got an empty task list.")
+        offsets = np.cumsum([0] + [len(t[1]) for t in X])
+        y_all = np.concatenate([column_or_1d(t[1]) for t in X])
+        task_of = np.repeat(np.arange(len(X)), np.diff(offsets))
+        per_task = [[] for _ in X]
+        for s, q in scoring_splitter(meta, y_all).split(np.empty((len(y_all), 0)), y_all,
+                                                        task_of):
+            t = task_of[s[0]]
+            per_task[t].append((s - offsets[t], q - offsets[t]))
+        return np.concatenate([
+            episode_scores(meta, Xt, yt, episodes=eps, probe=clone(probe))
+            for (Xt, yt), eps in zip(X, per_task) if eps
+        ])
+    if y is None:
+        raise ValueError(f"{type(meta).__name__}.score needs (X, y) or a list of tasks.")
+    if episodes is None:
+        # the splitter checks y and groups before X is validated, as it did when
+        # scikit-learn's cross-validation drew the episodes
+        episodes = scoring_splitter(meta, y).split(X, y, groups)
+        first = next(episodes, None)
+        episodes = itertools.chain([first] if first is not None else [], episodes)
+    X, y = validate_support(meta, probe, X, y)
+    scores, batch = [], []
+    for episode in episodes:
+        batch.append(episode)
+        if len(batch) == SCORE_BATCH:
+            scores.append(_score_batch(meta, X, y, batch))
+            batch = []
+    if batch or not scores:
+        scores.append(_score_batch(meta, X, y, batch))
+    return np.concatenate(scores)

@@ -1,0 +1,322 @@
+"""Meta-learning algorithms as small strategies over one inner-loop protocol.
+
+An algorithm is a small record that says four things, and nothing else differs
+between algorithms:
+
+- what is meta-learned: :meth:`learner` wraps the network (the initialisation,
+  or ProtoNet's embedding) and, for Meta-SGD, the inner step sizes, in one
+  :class:`Learner` module (one ``state_dict``);
+- the meta-loss of one meta-batch, :meth:`meta_loss`, whose gradient is the
+  meta-gradient: the query loss after adaptation (MAML, Meta-SGD, ANIL,
+  ProtoNet), or for Reptile a surrogate whose gradient is the pull towards the
+  adapted weights; the skorch net back-propagates it with its own ``backward``;
+- how a batch of tasks adapts, :meth:`adapt`, which is also what ``adapt`` and
+  ``score`` run; and what predicts afterwards, :meth:`predictor`;
+- the outer optimizer.
+
+The algorithms are siblings, not subclasses of one another. What the
+gradient-based ones share is a component, :class:`GradientSteps` (the inner
+loop's step sizes, steps and which parameters move), and MAML, Meta-SGD and
+ANIL are the one :class:`QueryLoss` strategy over three configurations of it.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from . import FunctionalInnerLoop, select_inner_loop
+from .functional import SWAP_LOCK
+
+__all__ = ["GradientSteps", "Learner", "ProtoNet", "QueryLoss", "Reptile", "anil", "maml",
+           "meta_sgd"]
+
+
+class Learner(torch.nn.Module):
+    """Everything an algorithm meta-learns, in one module (one state_dict).
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        The network: MAML's initialisation, ProtoNet's embedding.
+    n_features : int
+        Input width of ``net``.
+    lrs : torch.nn.ParameterList, default=None
+        Meta-SGD's step sizes, one entry per parameter of ``net`` in
+        ``named_parameters`` order.
+    inner_loop : InnerLoop, default=None
+        The implementation of the inner loop for ``net``
+        (:func:`sklmeta._core.select_inner_loop`), chosen once.
+    """
+
+    def __init__(self, net, n_features, lrs=None, inner_loop=None):
+        super().__init__()
+        self.net = net
+        self.n_features = n_features
+        self.lrs = lrs
+        self.inner_loop = inner_loop if inner_loop is not None else FunctionalInnerLoop(net)
+
+    def forward(self, x):
+        with SWAP_LOCK:  # no other thread's functional_call has swapped weights in
+            return self.net(x)
+
+    def params(self):
+        with SWAP_LOCK:
+            return dict(self.net.named_parameters())
+
+
+def head_names(net):
+    """Parameter names of the last submodule that holds parameters (ANIL's head)."""
+    head = None
+    for prefix, module in net.named_modules():
+        own = [name for name, _ in module.named_parameters(recurse=False)]
+        if own:
+            head = [f"{prefix}.{name}" if prefix else name for name in own]
+    return head
+
+
+def _check_finite(params, why, advice):
+    if not all(torch.isfinite(v).all() for v in params.values()):
+        raise FloatingPointError(
+            f"Adaptation diverged: {why}the adapted parameters are not finite. {advice}")
+    return params
+
+
+@dataclass(frozen=True)
+class GradientSteps:
+    """How a task adapts by gradient steps: MAML's inner loop and its variants.
+
+    Parameters
+    ----------
+    inner_lr : float
+        Step size (Meta-SGD: the learned step sizes' initial value).
+    inner_steps : int
+        Steps in meta-training.
+    adapt_steps : int
+        Steps when adapting (``adapt``, ``score``, meta-validation).
+    first_order : bool, default=False
+        Detach the inner gradients in meta-training.
+    head_only : bool, default=False
+        Adapt only the last submodule with parameters (ANIL).
+    lr_mode : {None, "element", "tensor-step"}, default=None
+        Meta-learn the step sizes (Meta-SGD): per parameter element, or per
+        parameter tensor and inner step (MAML++'s LSLR).
+    """
+
+    inner_lr: float
+    inner_steps: int
+    adapt_steps: int
+    first_order: bool = False
+    head_only: bool = False
+    lr_mode: str = None
+
+    def learner(self, net, n_features):
+        lrs = None
+        if self.lr_mode is not None:
+            shapes = [p.shape if self.lr_mode == "element" else (self.inner_steps,)
+                      for p in net.parameters()]
+            lrs = torch.nn.ParameterList(
+                torch.nn.Parameter(torch.full(s, float(self.inner_lr))) for s in shapes)
+        adapted = head_names(net) if self.head_only else None
+        return Learner(net, n_features, lrs, select_inner_loop(net, adapted))
+
+    def step_sizes(self, learner):
+        if self.lr_mode is None:
+            return self.inner_lr
+        names = [name for name, _ in learner.net.named_parameters()]
+        if self.lr_mode == "element":
+            return dict(zip(names, learner.lrs))
+        return [{k: lr[step] for k, lr in zip(names, learner.lrs)}
+                for step in range(self.inner_steps)]
+
+    def options(self, learner, training):
+        """The inner loop's keyword arguments in meta-training or adaptation."""
+        return dict(lr=self.step_sizes(learner),
+                    adapted=head_names(learner.net) if self.head_only else None,
+                    steps=self.inner_steps if training else self.adapt_steps)
+
+    def divergence_advice(self):
+        if self.lr_mode is not None:
+            return (f"Meta-SGD's step sizes were learned for {self.inner_steps} inner "
+                    "step(s); adapt with that many (adapt_steps=None).")
+        return f"Use fewer adapt_steps or a smaller inner_lr (now {self.inner_lr})."
+
+    def learned_step_sizes(self, learner):
+        """``{parameter name: ndarray}``: per element, or ``[inner_steps]`` per tensor."""
+        names = [name for name, _ in learner.net.named_parameters()]
+        return {k: lr.detach().cpu().numpy().copy() for k, lr in zip(names, learner.lrs)}
+
+
+class QueryLoss:
+    """MAML, Meta-SGD and ANIL: the meta-loss is the query loss after adaptation.
+
+    Parameters
+    ----------
+    steps : GradientSteps
+        The inner loop (all weights; learned step sizes; the head only).
+    """
+
+    optimizer = torch.optim.Adam
+
+    def __init__(self, steps):
+        self.steps = steps
+
+    def learner(self, net, n_features):
+        return self.steps.learner(net, n_features)
+
+    def query_outputs(self, learner, xs, ys, xq, *, loss, training):
+        """Query outputs ``[T, Q, out]`` after adapting on each support set."""
+        options = self.steps.options(learner, training)
+        return learner.inner_loop.adapt_predict(
+            learner.params(), xs, ys, xq, loss=loss,
+            first_order=self.steps.first_order and training, **options)
+
+    def meta_loss(self, learner, xs, ys, xq, yq, *, loss):
+        """``(objective, reported loss, outputs)`` of one meta-batch."""
+        out = self.query_outputs(learner, xs, ys, xq, loss=loss, training=True)
+        value = loss(out, yq)
+        return value, value, out.detach()
+
+    def adapt(self, learner, xs, ys, *, loss):
+        """Adapted parameters ``[T, ...]``; FloatingPointError if the steps blow up."""
+        params = {k: v.detach() for k, v in learner.params().items()}
+        new = learner.inner_loop.adapt_many(params, xs, ys, loss=loss,
+                                            **self.steps.options(learner, training=False))
+        return _check_finite(new, f"after {self.steps.adapt_steps} inner steps ",
+                             self.steps.divergence_advice())
+
+    def predictor(self, learner):
+        """What the adapted parameters are applied to: ``(module, inner loop)``."""
+        return learner.net, learner.inner_loop
+
+    def fitted_attributes(self, learner):
+        """Algorithm-specific fitted attributes (Meta-SGD's ``inner_lrs_``)."""
+        if self.steps.lr_mode is None:
+            return {}
+        return {"inner_lrs_": self.steps.learned_step_sizes(learner)}
+
+
+def maml(inner_lr, inner_steps, adapt_steps, first_order=False):
+    """MAML (Finn et al., 2017): adapt all parameters with SGD steps."""
+    return QueryLoss(GradientSteps(inner_lr, inner_steps, adapt_steps, first_order))
+
+
+def meta_sgd(inner_lr, inner_steps, adapt_steps, first_order=False, lr_mode="element"):
+    """Meta-SGD (Li et al., 2017): the inner step sizes are meta-learned too."""
+    return QueryLoss(GradientSteps(inner_lr, inner_steps, adapt_steps, first_order,
+                                   lr_mode=lr_mode))
+
+
+def anil(inner_lr, inner_steps, adapt_steps, first_order=False):
+    """ANIL (Raghu et al., 2020): the inner loop adapts only the head."""
+    return QueryLoss(GradientSteps(inner_lr, inner_steps, adapt_steps, first_order,
+                                   head_only=True))
+
+
+class Reptile:
+    """Reptile (Nichol et al., 2018): move the weights towards the adapted weights.
+
+    Each task is adapted with ``inner_steps`` SGD steps on all its rows (support
+    and query together: Reptile needs no separate query set). The meta-loss is
+    the surrogate ``sum 0.5 ||w - mean(adapted w)||^2`` with the adapted weights
+    held constant: its gradient is ``w - mean(adapted w)``, which the outer SGD
+    step (step size ``meta_lr``) turns into ``w += meta_lr * mean(adapted - w)``.
+
+    Parameters
+    ----------
+    inner_lr : float
+    inner_steps : int
+    adapt_steps : int
+    """
+
+    optimizer = torch.optim.SGD
+
+    def __init__(self, inner_lr, inner_steps, adapt_steps):
+        self.steps = GradientSteps(inner_lr, inner_steps, adapt_steps)
+        self._query_loss = QueryLoss(self.steps)  # validation and adaptation are MAML's
+
+    def learner(self, net, n_features):
+        return self.steps.learner(net, n_features)
+
+    def query_outputs(self, learner, xs, ys, xq, *, loss, training):
+        return self._query_loss.query_outputs(learner, xs, ys, xq, loss=loss, training=training)
+
+    def meta_loss(self, learner, xs, ys, xq, yq, *, loss):
+        x, y = torch.cat([xs, xq], dim=1), torch.cat([ys, yq], dim=1)
+        params = learner.params()
+        new = learner.inner_loop.adapt_many(
+            {k: v.detach() for k, v in params.items()}, x, y, loss=loss,
+            lr=self.steps.inner_lr, steps=self.steps.inner_steps)
+        objective = sum(0.5 * (p - new[k].mean(0)).pow(2).sum() for k, p in params.items())
+        out = learner.inner_loop.predict_many(new, x)  # the adapted weights on their own rows
+        return objective, loss(out, y), out
+
+    def adapt(self, learner, xs, ys, *, loss):
+        return self._query_loss.adapt(learner, xs, ys, loss=loss)
+
+    def predictor(self, learner):
+        return self._query_loss.predictor(learner)
+
+    def fitted_attributes(self, learner):
+        return {}
+
+
+class ProtoNet:
+    """Prototypical Networks (Snell et al., 2017): nearest class mean in an embedding.
+
+    A query's logit for class ``c`` is ``-||f(x) - p_c||^2`` up to a term that
+    is the same for every class, with ``p_c`` the mean embedding of the class's
+    support rows. That is a linear head on the embedding, ``W = 2 p``,
+    ``b = -||p||^2``: adapting sets that head, with no gradient steps, and the
+    adapted model is ``Sequential(embedding, Linear)``, for any number of classes.
+    """
+
+    optimizer = torch.optim.Adam
+    any_number_of_classes = True
+
+    def learner(self, net, n_features):
+        return Learner(net, n_features, inner_loop=select_inner_loop(net))
+
+    @staticmethod
+    def _head(embedding, ys, n_way):
+        onehot = torch.nn.functional.one_hot(ys, n_way).to(embedding.dtype)  # [T, S, C]
+        counts = onehot.sum(1).clamp(min=1).unsqueeze(-1)  # an absent class: a zero prototype
+        protos = onehot.transpose(1, 2) @ embedding / counts  # [T, C, E]
+        return 2 * protos, -(protos**2).sum(-1)
+
+    @staticmethod
+    def _n_way(loss, ys):
+        return loss.n_classes if loss.n_classes is not None else int(ys.max()) + 1
+
+    @staticmethod
+    def _embed(learner, x):
+        """Embeddings ``[T, n, E]`` of task-first inputs, through one forward pass."""
+        return learner(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+
+    def query_outputs(self, learner, xs, ys, xq, *, loss, training):
+        weight, bias = self._head(self._embed(learner, xs), ys, self._n_way(loss, ys))
+        return torch.baddbmm(bias.unsqueeze(1), self._embed(learner, xq), weight.transpose(1, 2))
+
+    def meta_loss(self, learner, xs, ys, xq, yq, *, loss):
+        out = self.query_outputs(learner, xs, ys, xq, loss=loss, training=True)
+        value = loss(out, yq)
+        return value, value, out.detach()
+
+    def adapt(self, learner, xs, ys, *, loss):
+        with torch.no_grad():
+            weight, bias = self._head(self._embed(learner, xs), ys, self._n_way(loss, ys))
+        n = len(xs)
+        params = {f"0.{k}": v.detach().expand(n, *v.shape)
+                  for k, v in learner.params().items()}
+        return _check_finite({**params, "1.weight": weight, "1.bias": bias}, "",
+                             "Rescale the inputs (standardize=True).")
+
+    def predictor(self, learner):
+        with torch.no_grad():
+            device = next(learner.parameters()).device
+            width = learner(torch.zeros(1, learner.n_features, device=device)).shape[-1]
+        # a placeholder head: the adapted parameters (one row per class) replace it
+        module = torch.nn.Sequential(learner.net, torch.nn.Linear(width, 1))
+        return module, FunctionalInnerLoop(module)
+
+    def fitted_attributes(self, learner):
+        return {}

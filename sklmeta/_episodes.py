@@ -1,0 +1,301 @@
+"""Task pools, the one hold-out and the one episode sampler.
+
+Everything that turns data into episodes goes through here, for the splitter
+(:class:`sklmeta.TaskSplitter`) and for meta-training alike:
+
+- :func:`group_rows` is the one parser of a ``groups`` column into pools of rows;
+  :func:`fit_pools` turns what ``fit`` receives (``(X, y)``, ``(X, y, groups)`` or a
+  list of task datasets) into :class:`TaskPool` records;
+- :func:`hold_out` is the one meta-validation split (whole tasks, else whole
+  classes, else rows); :func:`choose_classes` is its class draw, which
+  :func:`sklmeta.train_test_split_classes` shares;
+- :class:`EpisodeSampler` is the one episode sampler: vectorised over a batch
+  of episodes, with memory in line with the data (a flat row order and a
+  ``[pool, class]`` table of offsets, never a dense ``[pool, class, row]`` one).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.utils.validation import column_or_1d
+
+from ._validation import unique_labels
+
+__all__ = ["EpisodeSampler", "TaskPool", "choose_classes", "fit_pools", "group_rows",
+           "hold_out", "is_task_list", "label_repr"]
+
+
+def label_repr(value):
+    """``repr`` of a label as the user wrote it (``2``, not ``np.int64(2)``)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _listing(items, limit=10):
+    """``items`` joined by commas, the first ``limit`` only (a continuous y has thousands)."""
+    items = list(items)
+    more = f", ... ({len(items) - limit} more)" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+@dataclass
+class TaskPool:
+    """The rows of one task: a task dataset, a group, or a whole dataset.
+
+    Attributes
+    ----------
+    X : ndarray or None
+        The task's features (None where only row indices matter: the splitter).
+    y : ndarray or None
+        Its targets.
+    name : str
+        How messages name it: ``"task 3 "``, ``"group 'a' "`` or ``""``.
+    key : object
+        The task index or group label; None for a whole dataset.
+    """
+
+    X: object
+    y: object
+    name: str = ""
+    key: object = None
+
+
+def is_task_list(X, y):
+    """``fit(tasks)``: a list of ``(X_i, y_i)`` pairs rather than one ``(X, y)``."""
+    if not isinstance(X, (list, tuple)):
+        return False
+    return len(X) == 0 or all(
+        isinstance(t, (list, tuple)) and len(t) == 2 and np.ndim(t[0]) == 2 for t in X
+    )
+
+
+def group_rows(groups, n_samples):
+    """The one parser of a groups column: ``(keys, [rows of each group])``.
+
+    Raises a ValueError naming the problem for a 2-d column, a length mismatch
+    or labels of mixed types.
+    """
+    shape = np.shape(groups)
+    if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+        raise ValueError(f"groups should be a 1d array, got an array of shape {shape} instead.")
+    groups = column_or_1d(groups)
+    if len(groups) != n_samples:
+        raise ValueError(f"X has {n_samples} samples but groups has {len(groups)}.")
+    keys, inverse = unique_labels(groups, "groups")
+    order = np.argsort(inverse, kind="stable")  # one sort, not a mask per group
+    return keys, np.split(order, np.cumsum(np.bincount(inverse))[:-1])
+
+
+def fit_pools(X, y, groups, check_xy):
+    """The task pools of a fit, and their unit.
+
+    Parameters
+    ----------
+    X, y, groups
+        As ``fit`` received them.
+    check_xy : callable
+        ``check_xy(X, y, where) -> (X, y)`` validates one dataset; ``where`` is
+        None for the fit's own data (record its width and names) or a prefix for
+        messages about one task dataset.
+
+    Returns
+    -------
+    pools : list of TaskPool
+    unit : {"tasks", "groups", None}
+        What a pool is: a task dataset, a group, or the whole dataset (None).
+    """
+    if is_task_list(X, y):
+        if y is not None:
+            raise ValueError(
+                "fit(tasks) takes no y: each task dataset (X_i, y_i) carries its own targets.")
+        if len(X) == 0:
+            raise ValueError("fit(tasks) got an empty task list; give at least one task.")
+        if groups is not None:
+            raise ValueError("groups go with fit(X, y); a task list is already split.")
+        pools = [TaskPool(*check_xy(Xi, yi, f"task {i}: "), f"task {i} ", i)
+                 for i, (Xi, yi) in enumerate(X)]
+        return pools, "tasks"
+    if y is None:
+        raise ValueError("fit needs (X, y) or a list of (X_i, y_i) task datasets.")
+    X, y = check_xy(X, y, None)
+    if groups is None:
+        return [TaskPool(X, y)], None
+    keys, rows = group_rows(groups, len(y))
+    return [TaskPool(X[r], y[r], f"group {label_repr(g)} ", g.item() if isinstance(
+        g, np.generic) else g) for g, r in zip(keys, rows)], "groups"
+
+
+def choose_classes(classes, n, rng):
+    """``n`` of ``classes`` drawn at random: the one class hold-out draw."""
+    return rng.permutation(classes)[:n]
+
+
+def hold_out(pools, unit, *, n_way, need, fraction, rng):
+    """Split pools into meta-training and meta-validation pools.
+
+    Held out: whole tasks (groups, task datasets) when there are several;
+    otherwise whole classes (classification, ``n_way`` set); otherwise rows.
+
+    Parameters
+    ----------
+    pools : list of TaskPool
+    unit : str or None
+        What a pool is (see :func:`fit_pools`).
+    n_way : int or None
+        Classes per episode; None for regression.
+    need : int
+        Rows of one episode (``k_shot + n_query``), for a hold-out of rows.
+    fraction : float
+        Share of the tasks, classes or rows held out.
+    rng : numpy.random.RandomState
+
+    Returns
+    -------
+    train, valid : list of TaskPool, and list or None
+        ``valid`` is None when the data do not allow a hold-out.
+    split : dict or None
+        What was held out (``validation_split_``): ``unit``, ``held_out``, ``n_kept``.
+    reason : str
+        Why nothing was held out, when ``valid`` is None.
+    """
+    if len(pools) >= 2:
+        n_val = max(1, int(round(fraction * len(pools))))
+        if len(pools) - n_val < 1:
+            return pools, None, None, f"{len(pools)} {unit} are too few to hold some out"
+        order = rng.permutation(len(pools))
+        split = {"unit": unit, "held_out": sorted(pools[i].key for i in order[:n_val]),
+                 "n_kept": len(pools) - n_val}
+        return [pools[i] for i in order[n_val:]], [pools[i] for i in order[:n_val]], split, ""
+    (pool,) = pools
+    if n_way is not None:
+        classes = np.unique(pool.y)
+        n_val = max(n_way, int(round(fraction * len(classes))))
+        if len(classes) - n_val < n_way:
+            return pools, None, None, (
+                f"{len(classes)} classes are too few to hold out n_way={n_way} for "
+                f"meta-validation and keep n_way for meta-training (needs {2 * n_way})"
+            )
+        val_classes = np.sort(choose_classes(classes, n_val, rng))
+        held = np.isin(pool.y, val_classes)
+        split = {"unit": "classes", "held_out": val_classes.tolist(),
+                 "n_kept": len(classes) - n_val}
+    else:
+        n_val = int(round(fraction * len(pool.y)))
+        if n_val < need or len(pool.y) - n_val < need:
+            return pools, None, None, f"{len(pool.y)} rows are too few to hold some out"
+        held = np.zeros(len(pool.y), dtype=bool)
+        held[rng.permutation(len(pool.y))[:n_val]] = True
+        split = {"unit": "rows", "held_out": np.flatnonzero(held).tolist(),
+                 "n_kept": len(pool.y) - n_val}
+    return ([TaskPool(pool.X[~held], pool.y[~held], pool.name, pool.key)],
+            [TaskPool(pool.X[held], pool.y[held], pool.name, pool.key)], split, "")
+
+
+class EpisodeSampler:
+    """Draws few-shot episodes from pools of rows, a batch of episodes at a time.
+
+    An episode picks a pool uniformly at random, then (with ``n_way``) ``n_way``
+    of its classes, and from each ``k_shot + n_query`` distinct rows: a uniform
+    random draw without replacement. Support rows come first, class by class in
+    the order the classes were drawn, so episode labels ``0..n_way-1`` are a
+    fresh random assignment.
+
+    Parameters
+    ----------
+    labels : list of ndarray or None
+        Each pool's class labels (None entries, or ``n_way=None``: rows are drawn
+        regardless of class).
+    sizes : list of int
+        Rows in each pool.
+    n_way : int or None
+    k_shot, n_query : int
+    names : list of str, default=None
+        How messages name each pool.
+
+    Notes
+    -----
+    Rows are kept as one flat order (pool by pool, class by class) with a
+    ``[pool, class]`` table of offsets and counts: memory grows with the rows,
+    not with ``pools x classes x largest class``. A batch is one ``argsort`` of
+    random keys and one gather; batches whose keys would exceed ``_MAX_KEYS``
+    (one huge pool) draw one episode at a time.
+    """
+
+    _MAX_KEYS = 1 << 18  # random keys per batch before falling back to a loop
+
+    def __init__(self, labels, sizes, *, n_way, k_shot, n_query, names=None):
+        self.n_way, self.k, self.q = n_way, k_shot, n_query
+        names = names or [""] * len(sizes)
+        need = k_shot + n_query
+        per_pool, start = [], 0
+        for y, size, name in zip(labels, sizes, names):
+            counts, order = self._class_rows(y, size, need, name)
+            per_pool.append((counts, order + start))
+            start += size
+        n_classes = max(len(c) for c, _ in per_pool)
+        self.counts = np.zeros((len(sizes), n_classes), dtype=np.int64)
+        self.offsets = np.zeros((len(sizes), n_classes), dtype=np.int64)
+        at = 0
+        for i, (counts, _) in enumerate(per_pool):
+            self.counts[i, : len(counts)] = counts
+            self.offsets[i, : len(counts)] = at + np.concatenate([[0], np.cumsum(counts)[:-1]])
+            at += int(counts.sum())
+        self.order = np.concatenate([o for _, o in per_pool])
+        self._longest = int(self.counts.max())
+
+    def _class_rows(self, y, size, need, name):
+        """Class sizes and the pool's rows sorted by class (stable), checked."""
+        if self.n_way is None:
+            if size < need:
+                raise ValueError(
+                    f"{name or 'X '}has {size} samples, fewer than k_shot + n_query = "
+                    f"{self.k} + {self.q} = {need}."
+                )
+            return np.array([size]), np.arange(size)
+        classes, y_idx = unique_labels(y, "y")
+        if self.n_way > len(classes):
+            of = f"of {name}" if name else "in y "
+            raise ValueError(
+                f"n_way={self.n_way} is larger than the number of classes {of}"
+                f"({len(classes)}: {classes.tolist()})."
+            )
+        counts = np.bincount(y_idx, minlength=len(classes))
+        small = counts < need
+        if small.any():
+            detail = _listing(
+                f"class {label_repr(c)} has {n}" for c, n in zip(classes[small], counts[small])
+            )
+            raise ValueError(
+                f"Every class{' of ' + name if name else ' '}needs at least k_shot + n_query = "
+                f"{self.k} + {self.q} = {need} samples; {detail}."
+            )
+        return counts, np.argsort(y_idx, kind="stable")
+
+    def draw(self, rng, n):
+        """Row indices ``[n, ways, k_shot + n_query]`` of ``n`` episodes."""
+        ways = self.n_way or 1
+        need = self.k + self.q
+        pools = rng.randint(len(self.counts), size=n)
+        counts = self.counts[pools]  # [n, classes]
+        if self.n_way:
+            keys = rng.random_sample(counts.shape)
+            keys[counts == 0] = np.inf  # a pool may have fewer classes than the widest
+            classes = np.argsort(keys, axis=1)[:, :ways]
+        else:
+            classes = np.zeros((n, 1), dtype=np.int64)
+        chosen = np.take_along_axis(counts, classes, axis=1)  # rows of each drawn class
+        if n * ways * self._longest <= self._MAX_KEYS:
+            keys = rng.random_sample((n, ways, self._longest))
+            keys[np.arange(self._longest) >= chosen[..., None]] = np.inf
+            pick = np.argsort(keys, axis=-1)[..., :need]
+        else:
+            pick = np.stack([
+                np.stack([rng.choice(m, need, replace=False) for m in per_episode])
+                for per_episode in chosen
+            ])
+        start = self.offsets[pools[:, None], classes]  # [n, ways]
+        return self.order[start[..., None] + pick]
+
+    def split(self, rows):
+        """``(support, query)`` row indices ``[n, ways * k]`` and ``[n, ways * q]``."""
+        n = len(rows)
+        return rows[..., : self.k].reshape(n, -1), rows[..., self.k :].reshape(n, -1)

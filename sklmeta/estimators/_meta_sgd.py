@@ -1,0 +1,322 @@
+"""Meta-SGD: its meta-estimators, with their parameters and documentation."""
+
+from sklearn.utils._param_validation import StrOptions
+
+from .._base import GRADIENT_CONSTRAINTS, GradientBased, MetaClassifierBase, MetaRegressorBase
+from .._core import algorithms
+
+__all__ = ["MetaSGDClassifier", "MetaSGDRegressor"]
+
+
+class MetaSGDClassifier(GradientBased, MetaClassifierBase):
+    """Meta-SGD (Li et al., 2017) for few-shot classification: MAML with learned step sizes.
+
+    The inner loop is MAML's, but every parameter has its own step size, and the
+    step sizes are meta-learned with the initialisation (``inner_lrs_``).
+
+    Parameters
+    ----------
+    task_splitter : TaskSplitter, default=None
+        Draws the episodes: ``n_tasks`` training episodes per epoch from the
+        fit data, and the episodes ``score`` averages over. None means
+        ``TaskSplitter()`` (for a classifier: all classes of the data in each
+        episode).
+    hidden_layer_sizes : tuple of int, default=(40, 40)
+        Hidden widths of the default MLP.
+    activation : {"relu", "tanh", "gelu"}, default="relu"
+        Activation of the default MLP.
+    module : torch.nn.Module, default=None
+        A network to use instead of the MLP (deep-copied at fit). It maps
+        ``[n, n_features]`` to ``[n, n_way]`` (classifiers), ``[n, 1]``
+        (regressors), or to an embedding of any width (ProtoNet).
+    inner_lr : float, default=0.4
+        Step size of the inner loop (training and adaptation). Read when
+        adapting, so it can be changed with ``set_params`` after meta-training.
+    inner_steps : int, default=1
+        Inner gradient steps of each task during meta-training.
+    adapt_steps : int, default=None
+        Inner steps at adaptation time (``adapt``, ``score``, meta-validation);
+        None means ``inner_steps``. Read when adapting, like ``inner_lr``.
+    first_order : bool, default=False
+        Drop the second-order terms of the meta-gradient (first-order MAML).
+    lr_mode : {"element", "tensor-step"}, default="element"
+        What Meta-SGD learns: one step size per parameter element, shared by the
+        inner steps (the paper), or one per parameter tensor and inner step
+        (MAML++'s LSLR; ``adapt_steps`` may then not exceed ``inner_steps``).
+        The rates start at ``inner_lr`` and are ``inner_lrs_`` after fit.
+    meta_lr : float, default=0.001
+        Learning rate of the outer loop: Adam's, or for Reptile the step size of
+        its plain SGD outer loop.
+    meta_batch_size : int, default=16
+        Tasks per meta-step.
+    max_epochs : int, default=20
+        Epochs of ``task_splitter.n_tasks`` episodes each; 0 keeps the random start.
+    early_stopping : {"auto", True, False}, default="auto"
+        Hold out tasks (groups or task datasets), or else classes, or else rows,
+        for meta-validation; stop after ``n_iter_no_change`` epochs without
+        improvement and restore the best weights, the random start (epoch 0)
+        included. "auto" does so when the data allow it and warns when not.
+    validation_fraction : float, default=0.2
+        Fraction of tasks (classes, rows) held out when early stopping.
+    n_iter_no_change : int, default=5
+        Epochs without improvement of the meta-validation score before stopping.
+    standardize : {"auto", True, False}, default="auto"
+        Standardise each task dataset (and each support set at ``adapt``) and
+        zero-pad to the widest; "auto" does so when task widths differ.
+    callbacks : list of skorch callbacks, default=None
+        Passed to the skorch net (deep-copied), e.g. ``EarlyStopping``,
+        ``Checkpoint``, ``LRScheduler``; they see ``valid_loss`` (and
+        ``valid_acc`` for classifiers).
+    verbose : int, default=0
+        1 prints skorch's epoch table and progress bar.
+    device : str, default="cpu"
+        Torch device of the meta-parameters, e.g. "cuda".
+    accelerator : accelerate.Accelerator, default=None
+        Meta-train through Hugging Face accelerate (skorch's ``AccelerateMixin``):
+        mixed precision, and several GPUs or machines with ``accelerate launch``
+        (each process draws its own episodes; meta-gradients are averaged). The
+        accelerator places the parameters; ``device`` is then not used.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initial weights, the held-out split and the training episodes.
+
+    Attributes
+    ----------
+    net_ : MetaNet
+        The fitted skorch net (history, callbacks, optimizer); its ``module_``
+        holds everything meta-learned.
+    module_ : torch.nn.Module
+        The meta-learned network.
+    inner_lrs_ : dict of str to ndarray
+        The learned step sizes per parameter of ``module_``: arrays of the
+        parameter's shape (``lr_mode="element"``) or of length ``inner_steps``.
+    history_ : skorch.History
+        Per-epoch ``train_loss``, ``valid_loss`` (and ``valid_acc``), durations.
+    n_way_ : int or None
+        Classes per training episode (None for regressors).
+    n_features_in_ : int
+        Width of the (padded) inputs.
+    feature_names_in_ : ndarray of str
+        Column names, when fit on a DataFrame.
+    standardize_ : bool
+    early_stopping_ : bool
+        Whether meta-validation episodes were held out.
+    validation_split_ : dict or None
+        What was held out for meta-validation: ``unit`` ("tasks", "groups",
+        "classes" or "rows"), ``held_out`` (task indices, group or class labels,
+        row indices) and ``n_kept`` (how many remain for meta-training). With few
+        classes this is a real trade-off: digits 0-5 in 3-way episodes keep only 3
+        classes for meta-training.
+    best_epoch_ : int
+        Epoch whose weights were kept; 0 is the random start.
+    initial_valid_score_ : float or None
+        Meta-validation score of the random start.
+
+    References
+    ----------
+    Li, Zhou, Chen and Li, "Meta-SGD: Learning to Learn Quickly for Few-Shot
+    Learning", arXiv:1707.09835, 2017. Antoniou, Edwards and Storkey, "How to
+    train your MAML", ICLR 2019 (per-step rates, ``lr_mode="tensor-step"``).
+
+    Examples
+    --------
+    >>> from sklmeta import MetaSGDClassifier, TaskSplitter
+    >>> from sklmeta.datasets import make_classification_tasks
+    >>> tasks = make_classification_tasks(n_tasks=20, random_state=0)
+    >>> splitter = TaskSplitter(n_way=2, k_shot=5, n_query=5, n_tasks=32, random_state=0)
+    >>> meta = MetaSGDClassifier(task_splitter=splitter, max_epochs=2, random_state=0)
+    >>> meta = meta.fit(tasks)
+    >>> meta.inner_lrs_["0.weight"].shape == meta.module_[0].weight.shape
+    True
+    """
+
+    _parameter_constraints = {**MetaClassifierBase._parameter_constraints,
+                              **{**GRADIENT_CONSTRAINTS, "lr_mode": [StrOptions({"element", "tensor-step"})]}}
+
+
+    def __init__(self, *, task_splitter=None, hidden_layer_sizes=(40, 40), activation="relu",
+                     module=None, inner_lr=0.4, inner_steps=1, adapt_steps=None, first_order=False,
+                     lr_mode="element", meta_lr=0.001, meta_batch_size=16, max_epochs=20,
+                     early_stopping="auto", validation_fraction=0.2, n_iter_no_change=5,
+                     standardize="auto", callbacks=None, verbose=0, device="cpu", accelerator=None,
+                     random_state=None):
+        self.task_splitter = task_splitter
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.module = module
+        self.inner_lr = inner_lr
+        self.inner_steps = inner_steps
+        self.adapt_steps = adapt_steps
+        self.first_order = first_order
+        self.lr_mode = lr_mode
+        self.meta_lr = meta_lr
+        self.meta_batch_size = meta_batch_size
+        self.max_epochs = max_epochs
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.standardize = standardize
+        self.callbacks = callbacks
+        self.verbose = verbose
+        self.device = device
+        self.accelerator = accelerator
+        self.random_state = random_state
+
+    def __sklmeta_algorithm__(self):
+        return algorithms.meta_sgd(**self._inner_options(), first_order=self.first_order,
+                                   lr_mode=self.lr_mode)
+
+
+class MetaSGDRegressor(GradientBased, MetaRegressorBase):
+    """Meta-SGD (Li et al., 2017) for few-shot regression: MAML with learned step sizes.
+
+    The inner loop is MAML's, but every parameter has its own step size, and the
+    step sizes are meta-learned with the initialisation (``inner_lrs_``).
+
+    Parameters
+    ----------
+    task_splitter : TaskSplitter, default=None
+        Draws the episodes: ``n_tasks`` training episodes per epoch from the
+        fit data, and the episodes ``score`` averages over. None means
+        ``TaskSplitter()`` (for a classifier: all classes of the data in each
+        episode).
+    hidden_layer_sizes : tuple of int, default=(40, 40)
+        Hidden widths of the default MLP.
+    activation : {"relu", "tanh", "gelu"}, default="relu"
+        Activation of the default MLP.
+    module : torch.nn.Module, default=None
+        A network to use instead of the MLP (deep-copied at fit). It maps
+        ``[n, n_features]`` to ``[n, n_way]`` (classifiers), ``[n, 1]``
+        (regressors), or to an embedding of any width (ProtoNet).
+    inner_lr : float, default=0.01
+        Step size of the inner loop (training and adaptation). Read when
+        adapting, so it can be changed with ``set_params`` after meta-training.
+    inner_steps : int, default=1
+        Inner gradient steps of each task during meta-training.
+    adapt_steps : int, default=None
+        Inner steps at adaptation time (``adapt``, ``score``, meta-validation);
+        None means ``inner_steps``. Read when adapting, like ``inner_lr``.
+    first_order : bool, default=False
+        Drop the second-order terms of the meta-gradient (first-order MAML).
+    lr_mode : {"element", "tensor-step"}, default="element"
+        What Meta-SGD learns: one step size per parameter element, shared by the
+        inner steps (the paper), or one per parameter tensor and inner step
+        (MAML++'s LSLR; ``adapt_steps`` may then not exceed ``inner_steps``).
+        The rates start at ``inner_lr`` and are ``inner_lrs_`` after fit.
+    meta_lr : float, default=0.001
+        Learning rate of the outer loop: Adam's, or for Reptile the step size of
+        its plain SGD outer loop.
+    meta_batch_size : int, default=16
+        Tasks per meta-step.
+    max_epochs : int, default=20
+        Epochs of ``task_splitter.n_tasks`` episodes each; 0 keeps the random start.
+    early_stopping : {"auto", True, False}, default="auto"
+        Hold out tasks (groups or task datasets), or else classes, or else rows,
+        for meta-validation; stop after ``n_iter_no_change`` epochs without
+        improvement and restore the best weights, the random start (epoch 0)
+        included. "auto" does so when the data allow it and warns when not.
+    validation_fraction : float, default=0.2
+        Fraction of tasks (classes, rows) held out when early stopping.
+    n_iter_no_change : int, default=5
+        Epochs without improvement of the meta-validation score before stopping.
+    standardize : {"auto", True, False}, default="auto"
+        Standardise each task dataset (and each support set at ``adapt``) and
+        zero-pad to the widest; "auto" does so when task widths differ.
+    callbacks : list of skorch callbacks, default=None
+        Passed to the skorch net (deep-copied), e.g. ``EarlyStopping``,
+        ``Checkpoint``, ``LRScheduler``; they see ``valid_loss`` (and
+        ``valid_acc`` for classifiers).
+    verbose : int, default=0
+        1 prints skorch's epoch table and progress bar.
+    device : str, default="cpu"
+        Torch device of the meta-parameters, e.g. "cuda".
+    accelerator : accelerate.Accelerator, default=None
+        Meta-train through Hugging Face accelerate (skorch's ``AccelerateMixin``):
+        mixed precision, and several GPUs or machines with ``accelerate launch``
+        (each process draws its own episodes; meta-gradients are averaged). The
+        accelerator places the parameters; ``device`` is then not used.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initial weights, the held-out split and the training episodes.
+
+    Attributes
+    ----------
+    net_ : MetaNet
+        The fitted skorch net (history, callbacks, optimizer); its ``module_``
+        holds everything meta-learned.
+    module_ : torch.nn.Module
+        The meta-learned network.
+    inner_lrs_ : dict of str to ndarray
+        The learned step sizes per parameter of ``module_``: arrays of the
+        parameter's shape (``lr_mode="element"``) or of length ``inner_steps``.
+    history_ : skorch.History
+        Per-epoch ``train_loss``, ``valid_loss`` (and ``valid_acc``), durations.
+    n_way_ : int or None
+        Classes per training episode (None for regressors).
+    n_features_in_ : int
+        Width of the (padded) inputs.
+    feature_names_in_ : ndarray of str
+        Column names, when fit on a DataFrame.
+    standardize_ : bool
+    early_stopping_ : bool
+        Whether meta-validation episodes were held out.
+    validation_split_ : dict or None
+        What was held out for meta-validation: ``unit`` ("tasks", "groups",
+        "classes" or "rows"), ``held_out`` (task indices, group or class labels,
+        row indices) and ``n_kept`` (how many remain for meta-training). With few
+        classes this is a real trade-off: digits 0-5 in 3-way episodes keep only 3
+        classes for meta-training.
+    best_epoch_ : int
+        Epoch whose weights were kept; 0 is the random start.
+    initial_valid_score_ : float or None
+        Meta-validation score of the random start.
+
+    References
+    ----------
+    Li, Zhou, Chen and Li, "Meta-SGD: Learning to Learn Quickly for Few-Shot
+    Learning", arXiv:1707.09835, 2017.
+
+    Examples
+    --------
+    >>> from sklmeta import MetaSGDRegressor, TaskSplitter
+    >>> from sklmeta.datasets import make_sinusoid_tasks
+    >>> tasks = make_sinusoid_tasks(n_tasks=100, random_state=0)
+    >>> splitter = TaskSplitter(k_shot=5, n_query=5, n_tasks=100, random_state=0)
+    >>> reg = MetaSGDRegressor(task_splitter=splitter, max_epochs=2, random_state=0).fit(tasks)
+    >>> sorted(reg.inner_lrs_) == sorted(name for name, _ in reg.module_.named_parameters())
+    True
+    """
+
+    _parameter_constraints = {**MetaRegressorBase._parameter_constraints,
+                              **{**GRADIENT_CONSTRAINTS, "lr_mode": [StrOptions({"element", "tensor-step"})]}}
+
+
+    def __init__(self, *, task_splitter=None, hidden_layer_sizes=(40, 40), activation="relu",
+                     module=None, inner_lr=0.01, inner_steps=1, adapt_steps=None,
+                     first_order=False, lr_mode="element", meta_lr=0.001, meta_batch_size=16,
+                     max_epochs=20, early_stopping="auto", validation_fraction=0.2,
+                     n_iter_no_change=5, standardize="auto", callbacks=None, verbose=0,
+                     device="cpu", accelerator=None, random_state=None):
+        self.task_splitter = task_splitter
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.module = module
+        self.inner_lr = inner_lr
+        self.inner_steps = inner_steps
+        self.adapt_steps = adapt_steps
+        self.first_order = first_order
+        self.lr_mode = lr_mode
+        self.meta_lr = meta_lr
+        self.meta_batch_size = meta_batch_size
+        self.max_epochs = max_epochs
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.standardize = standardize
+        self.callbacks = callbacks
+        self.verbose = verbose
+        self.device = device
+        self.accelerator = accelerator
+        self.random_state = random_state
+
+    def __sklmeta_algorithm__(self):
+        return algorithms.meta_sgd(**self._inner_options(), first_order=self.first_order,
+                                   lr_mode=self.lr_mode)
