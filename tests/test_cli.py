@@ -3,6 +3,7 @@
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from sklmeta._cli.scenarios import (
 )
 from sklmeta.model_selection import mean_ci
 
+ROOT = Path(__file__).resolve().parents[1]  # a fresh interpreter imports this checkout's sklmeta
 TINY = ["--epochs", "1", "--episodes", "3", "--shots", "1"]
 COLUMNS = ["scenario", "shots", "method", "episode", "score"]
 CLASSIFIER_ROWS = [MAML, "Meta-SGD", "ANIL", "Reptile", "ProtoNet", RANDOM_START,
@@ -239,7 +241,7 @@ def test_help_imports_neither_torch_nor_skorch():
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'skorch'}))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+                          cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "compare" in proc.stdout and "sinusoid" in proc.stdout
     assert proc.stdout.strip().splitlines()[-1] == "[]"
@@ -247,7 +249,7 @@ def test_help_imports_neither_torch_nor_skorch():
 
 def test_python_dash_m_help_imports_neither_torch_nor_skorch():
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "sklmeta", "--help"],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0 and "usage: python -m sklmeta" in proc.stdout
     # -X importtime writes "import time: self | cumulative | module" per import to stderr.
     imported = {line.rsplit("|", 1)[1].strip().split(".")[0]
@@ -382,9 +384,8 @@ def test_plot_legend_is_outside_every_axes(n_panels):
 
 def test_the_benchmark_runs_the_command_lines_scenarios():
     import importlib.util
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     sys.path.insert(0, str(root / "benchmarks"))  # for its `from _machine import ...`
     try:
         spec = importlib.util.spec_from_file_location(

@@ -170,7 +170,8 @@ class Panel:
         """The panel as markdown: heading, table, verdicts and (unless interrupted) notes."""
         parts = [f"### {self.label}: {self.title}"
                  + (" (INTERRUPTED: partial results)" if interrupted else ""), self.table()]
-        parts += ["\n".join(self.verdicts())] if self.verdicts() else []
+        verdicts = self.verdicts()
+        parts += ["\n".join(verdicts)] if verdicts else []
         parts += ["\n".join(self.notes)] if self.notes and not interrupted else []
         return "\n\n".join(parts)
 
