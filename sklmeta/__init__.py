@@ -1,42 +1,49 @@
-"""sklmeta: meta-learning (MAML and its cousins) behind the scikit-learn API."""
+"""sklmeta: meta-learning (MAML and its cousins) behind the scikit-learn API.
 
-from . import datasets, model_selection
-from ._training import MetaTrainingDiverged
+The public names are imported on first use (PEP 562), so that ``import sklmeta``
+and ``python -m sklmeta --help`` do not import torch and skorch; ``from sklmeta
+import MAMLClassifier`` works as usual.
+"""
+
+import importlib
+
 from ._version import __version__
-from .adapted import AdaptedClassifier, AdaptedRegressor, adapt
-from .estimators import (
-    ANILClassifier,
-    ANILRegressor,
-    MAMLClassifier,
-    MAMLRegressor,
-    MetaSGDClassifier,
-    MetaSGDRegressor,
-    ProtoNetClassifier,
-    ReptileClassifier,
-    ReptileRegressor,
-)
-from .persistence import load, save
-from .tasks import TaskSplitter, stack_tasks, train_test_split_classes
 
-__all__ = [
-    "ANILClassifier",
-    "ANILRegressor",
-    "AdaptedClassifier",
-    "AdaptedRegressor",
-    "MAMLClassifier",
-    "MAMLRegressor",
-    "MetaTrainingDiverged",
-    "MetaSGDClassifier",
-    "MetaSGDRegressor",
-    "ProtoNetClassifier",
-    "ReptileClassifier",
-    "ReptileRegressor",
-    "TaskSplitter",
-    "adapt",
-    "datasets",
-    "load",
-    "model_selection",
-    "save",
-    "stack_tasks",
-    "train_test_split_classes",
-]
+# public name -> the submodule that defines it
+_EXPORTS = {
+    "ANILClassifier": "estimators",
+    "ANILRegressor": "estimators",
+    "AdaptedClassifier": "adapted",
+    "AdaptedRegressor": "adapted",
+    "MAMLClassifier": "estimators",
+    "MAMLRegressor": "estimators",
+    "MetaSGDClassifier": "estimators",
+    "MetaSGDRegressor": "estimators",
+    "MetaTrainingDiverged": "_training",
+    "ProtoNetClassifier": "estimators",
+    "ReptileClassifier": "estimators",
+    "ReptileRegressor": "estimators",
+    "adapt": "adapted",
+    "load": "persistence",
+    "save": "persistence",
+    "TaskSplitter": "tasks",
+    "stack_tasks": "tasks",
+    "train_test_split_classes": "tasks",
+}
+_SUBMODULES = ("datasets", "model_selection")
+
+__all__ = sorted([*_EXPORTS, *_SUBMODULES])
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,4 +1,4 @@
-"""``python -m sklmeta``: see :func:`sklmeta._cli.main`."""
+"""``python -m sklmeta``: see :func:`sklmeta._cli.main.main`."""
 
 from ._cli import main
 

@@ -8,12 +8,12 @@ predicts; the meta-estimator is never changed by it.
 
 Each algorithm's estimators live in a module of their own (explicit
 ``__init__``, written-out docstring, and ``__sklmeta_algorithm__``, which builds
-the algorithm's strategy from :mod:`sklmeta._core.algorithms`). :data:`REGISTRY`
-lists them once: :func:`sklmeta.load`, the command line and the tests read it.
-Adding an algorithm means its strategy, its estimator classes and one line here.
+the algorithm's strategy from :mod:`sklmeta._core.algorithms`). The registry
+(:mod:`sklmeta._registry`) lists them once; :data:`META_ESTIMATORS` is its classes.
 """
 
 from .._core import make_mlp
+from .._registry import REGISTRY
 from ..adapted import AdaptedClassifier, AdaptedRegressor, adapt
 from ._anil import ANILClassifier, ANILRegressor
 from ._maml import MAMLClassifier, MAMLRegressor
@@ -28,14 +28,6 @@ __all__ = [
     "make_mlp",
 ]
 
-# Every algorithm once: name -> (classifier, regressor or None).
-REGISTRY = {
-    "maml": (MAMLClassifier, MAMLRegressor),
-    "metasgd": (MetaSGDClassifier, MetaSGDRegressor),
-    "anil": (ANILClassifier, ANILRegressor),
-    "reptile": (ReptileClassifier, ReptileRegressor),
-    "protonet": (ProtoNetClassifier, None),
-}
-
 # Every public meta-estimator class, in registry order.
-META_ESTIMATORS = tuple(cls for pair in REGISTRY.values() for cls in pair if cls is not None)
+META_ESTIMATORS = tuple(globals()[name] for pair in REGISTRY.values() for name in pair
+                        if name is not None)
