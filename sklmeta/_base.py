@@ -136,6 +136,10 @@ class _MetaEstimatorBase(BaseEstimator):
 
     _task = None  # "classification" or "regression"
     _adapted_class = None
+    # fit and score draw each episode from one group: with metadata routing on,
+    # groups reach them (as they reach a group splitter's split).
+    __metadata_request__fit = {"groups": True}
+    __metadata_request__score = {"groups": True}
     _limits_classes = True  # adapt takes at most n_way classes (the head's outputs)
 
     def _algorithm(self):  # pragma: no cover - every public estimator defines it
