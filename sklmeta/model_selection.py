@@ -264,8 +264,8 @@ class _EpisodeScorer:
         -------
         self
         """
-        self._groups_request = groups
-        self.get_metadata_routing()  # an invalid value is scikit-learn's error, now
+        MetadataRequest(owner=repr(self)).score.add_request(param="groups", alias=groups)
+        self._groups_request = groups  # valid: scikit-learn did not raise above
         return self
 
     def get_metadata_routing(self):
@@ -300,8 +300,7 @@ def episode_scorer(scoring=None):
         A scikit-learn scorer name ("roc_auc", "neg_log_loss",
         "balanced_accuracy", "neg_mean_squared_error", "r2", ...), a scorer
         callable ``(estimator, X, y)``, or None for the adapted estimator's
-        ``score`` (accuracy, R^2): then the scorer is ``meta.score``, computed
-        one episode at a time.
+        ``score`` (accuracy, R^2), the per-episode score ``meta.score`` averages.
 
     Returns
     -------
