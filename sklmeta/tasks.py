@@ -72,6 +72,10 @@ class TaskSplitter(BaseEstimator):
     (20,)
     """
 
+    # groups are requested for split, as scikit-learn's group splitters request them
+    # (GroupsConsumerMixin): with metadata routing on, params={"groups": g} reach split.
+    __metadata_request__split = {"groups": True}
+
     def __init__(self, n_way=None, k_shot=5, n_query=15, n_tasks=100, random_state=None):
         self.n_way = n_way
         self.k_shot = k_shot
