@@ -22,6 +22,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNetClassifier, NeuralNetRegressor
 
+from ._doc_link import DocLinkMixin
 from ._validation import check_hidden_layer_sizes, check_int, check_positive
 from .estimators import make_mlp
 
@@ -30,7 +31,7 @@ __all__ = ["FineTunedRegressor", "SkorchMLPClassifier", "SkorchMLPRegressor"]
 
 
 
-class _SkorchMLPBase(BaseEstimator):
+class _SkorchMLPBase(DocLinkMixin, BaseEstimator):
     """Shared fit logic: build an MLP for the data's width, train it with skorch."""
 
     _net_class = None
@@ -248,7 +249,7 @@ class SkorchMLPRegressor(RegressorMixin, _SkorchMLPBase):
         return self.net_.predict(X)[:, 0].astype(np.float64)
 
 
-class FineTunedRegressor(RegressorMixin, BaseEstimator):
+class FineTunedRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
     """Fine-tune a pretrained network on a (small) training set with a few SGD steps.
 
     ``fit(X, y)`` deep-copies ``module`` and takes ``n_steps`` full-batch SGD

@@ -15,6 +15,7 @@ from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import _num_samples, column_or_1d
 
+from ._doc_link import DocLinkMixin
 from ._validation import check_int, unique_labels
 
 __all__ = ["TaskSplitter", "stack_tasks", "train_test_split_classes"]
@@ -94,7 +95,7 @@ class _EpisodeSampler:
         )
 
 
-class TaskSplitter(BaseEstimator):
+class TaskSplitter(DocLinkMixin, BaseEstimator):
     """Few-shot episodes as a scikit-learn cross-validation splitter.
 
     Each split is one episode: a *support* set (the few labelled examples a
