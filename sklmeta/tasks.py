@@ -126,6 +126,12 @@ class TaskSplitter(DocLinkMixin, BaseEstimator):
     random_state : int, RandomState instance or None, default=None
         Seeds the episodes. An int gives the same episodes at every ``split`` call.
 
+    See Also
+    --------
+    stack_tasks : A list of task datasets as one ``(X, y, groups)`` to split.
+    train_test_split_classes : Class-disjoint meta-training and meta-test parts.
+    sklmeta.model_selection.compare : Score several estimators on the same episodes.
+
     Examples
     --------
     >>> import numpy as np
@@ -158,7 +164,22 @@ class TaskSplitter(DocLinkMixin, BaseEstimator):
         check_int(self.n_tasks, "n_tasks")
 
     def get_n_splits(self, X=None, y=None, groups=None):
-        """Number of episodes ``split`` yields: ``n_tasks``."""
+        """Number of episodes ``split`` yields: ``n_tasks``.
+
+        Parameters
+        ----------
+        X : object, default=None
+            Ignored; present for the CV-splitter protocol.
+        y : object, default=None
+            Ignored; present for the CV-splitter protocol.
+        groups : object, default=None
+            Ignored; present for the CV-splitter protocol.
+
+        Returns
+        -------
+        int
+            The number of episodes, ``n_tasks``.
+        """
         self._check_params()
         return self.n_tasks
 
@@ -218,6 +239,7 @@ class TaskSplitter(DocLinkMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            The data; only its number of rows is used.
         y : array-like of shape (n_samples,), default=None
             Class labels; required when ``n_way`` is set.
         groups : array-like of shape (n_samples,), default=None
@@ -247,16 +269,23 @@ def train_test_split_classes(X, y, *, test_size=0.25, random_state=None):
     Parameters
     ----------
     X : array-like of shape (n_samples, n_features)
+        The data.
     y : array-like of shape (n_samples,)
+        The class labels; the classes are what is split.
     test_size : float or int, default=0.25
         Fraction of the classes (float in (0, 1)) or number of classes (int) that go
         to the test part.
     random_state : int, RandomState instance or None, default=None
+        Seeds which classes go to the test part.
 
     Returns
     -------
     X_train, X_test, y_train, y_test
         Rows of the training classes and of the test classes.
+
+    See Also
+    --------
+    TaskSplitter : Few-shot episodes from either part.
 
     Examples
     --------
@@ -309,8 +338,15 @@ def stack_tasks(tasks):
     Returns
     -------
     X : ndarray of shape (n_samples, n_features)
+        The tasks' rows, task after task.
     y : ndarray of shape (n_samples,)
+        Their targets.
     groups : ndarray of int of shape (n_samples,)
+        The index in ``tasks`` of each row's task.
+
+    See Also
+    --------
+    TaskSplitter : Draws every episode from one group when given ``groups``.
 
     Examples
     --------
