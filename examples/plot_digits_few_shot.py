@@ -38,6 +38,12 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklmeta import MAMLClassifier, TaskSplitter  # noqa: E402
 from sklmeta.model_selection import compare  # noqa: E402
 
+# ``SKLMETA_EXAMPLES_QUICK=1`` (the documentation's CI build) runs a reduced budget:
+# fewer episodes and epochs. Without it, the full run below.
+QUICK = os.environ.get("SKLMETA_EXAMPLES_QUICK") == "1"
+if QUICK:
+    print("SKLMETA_EXAMPLES_QUICK=1: a reduced budget, below the full run's accuracy")
+
 X, y = load_digits(return_X_y=True)
 seen = y <= 5
 X_seen, y_seen = X[seen], y[seen]
@@ -61,10 +67,11 @@ X_unseen, y_unseen = X[~seen], y[~seen]
 # shot count: a fit per shot count (as in the MAML paper) would cost four
 # times as much, and in our trials changed the accuracies by about a point.
 
-train_splitter = TaskSplitter(n_way=3, k_shot=5, n_query=10, n_tasks=256, random_state=0)
+train_splitter = TaskSplitter(n_way=3, k_shot=5, n_query=10, n_tasks=64 if QUICK else 256,
+                             random_state=0)
 params = dict(task_splitter=train_splitter, hidden_layer_sizes=(64, 64), inner_lr=0.4,
               random_state=0)
-maml = make_pipeline(StandardScaler(), MAMLClassifier(max_epochs=30, **params))
+maml = make_pipeline(StandardScaler(), MAMLClassifier(max_epochs=3 if QUICK else 30, **params))
 maml.fit(X_seen, y_seen)
 # The same network, same initial weights, without meta-training.
 random_start = make_pipeline(StandardScaler(), MAMLClassifier(max_epochs=0, **params))
@@ -94,7 +101,7 @@ estimators = {
     "1-NN": KNeighborsClassifier(n_neighbors=1),
 }
 shots = (1, 2, 5, 10)
-n_episodes = 50
+n_episodes = 10 if QUICK else 50
 results = {}
 for k in shots:
     cv = TaskSplitter(n_way=3, k_shot=k, n_query=10, n_tasks=n_episodes, random_state=0)

@@ -34,8 +34,14 @@ from sklmeta import MAMLRegressor, TaskSplitter, stack_tasks  # noqa: E402
 from sklmeta.datasets import make_sinusoid_tasks  # noqa: E402
 from sklmeta.model_selection import compare  # noqa: E402
 
-train_tasks = make_sinusoid_tasks(n_tasks=2000, n_samples=50, random_state=0)
-splitter = TaskSplitter(k_shot=10, n_query=10, n_tasks=1000, random_state=0)
+# ``SKLMETA_EXAMPLES_QUICK=1`` (the documentation's CI build) runs a reduced budget:
+# fewer training tasks, episodes and epochs. Without it, the full run below.
+QUICK = os.environ.get("SKLMETA_EXAMPLES_QUICK") == "1"
+if QUICK:
+    print("SKLMETA_EXAMPLES_QUICK=1: a reduced budget, below the full run's accuracy")
+
+train_tasks = make_sinusoid_tasks(n_tasks=500 if QUICK else 2000, n_samples=50, random_state=0)
+splitter = TaskSplitter(k_shot=10, n_query=10, n_tasks=500 if QUICK else 1000, random_state=0)
 
 # %%
 # Meta-training
@@ -52,7 +58,7 @@ splitter = TaskSplitter(k_shot=10, n_query=10, n_tasks=1000, random_state=0)
 
 params = dict(task_splitter=splitter, hidden_layer_sizes=(40, 40), inner_lr=0.01,
               meta_batch_size=50, meta_lr=3e-3, random_state=0)
-meta = MAMLRegressor(max_epochs=60, **params).fit(train_tasks)
+meta = MAMLRegressor(max_epochs=15 if QUICK else 60, **params).fit(train_tasks)
 
 # The same network, same initial weights (same ``random_state``), not meta-trained.
 random_start = MAMLRegressor(max_epochs=0, **params).fit(train_tasks)
@@ -76,7 +82,7 @@ print(f"meta-trained for {len(meta.history_)} epochs, kept epoch {meta.best_epoc
 # ``set_params(adapt_steps=10)`` adapts the same meta-learned initialisation
 # with 10 steps, no refit needed.
 
-n_test, k, n_query = 200, 5, 50
+n_test, k, n_query = 40 if QUICK else 200, 5, 50
 test_tasks = make_sinusoid_tasks(n_tasks=n_test, n_samples=k + n_query, random_state=1)
 X_test, y_test, groups = stack_tasks(test_tasks)
 test_splitter = TaskSplitter(k_shot=k, n_query=n_query, n_tasks=n_test, random_state=2)

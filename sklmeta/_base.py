@@ -33,6 +33,7 @@ from skorch.history import History
 
 from ._adaptation import episode_scores
 from ._core import ACTIVATIONS, make_mlp
+from ._doc_link import DocLinkMixin
 from ._episodes import EpisodeSampler, fit_pools, hold_out, label_repr
 from ._preprocessing import numeric_target, standardiser, to_tensor
 from ._training import (
@@ -67,7 +68,7 @@ def _positive_int(minimum=1):
 _POSITIVE = Interval(numbers.Real, 0, None, closed="neither")  # finite: inf is refused
 
 
-class MetaEstimatorBase(BaseEstimator):
+class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
     """Shared meta-training, adaptation and scoring of every meta-estimator."""
 
     _parameter_constraints = {

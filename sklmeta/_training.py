@@ -31,7 +31,19 @@ class MetaTrainingDiverged(FloatingPointError):
     """The meta-loss or the meta-gradient of a meta-step is NaN or infinite.
 
     Raised before the optimizer applies that step, so the meta-parameters are
-    those of the last finite step.
+    those of the last finite step: the estimator stays fitted with them. The
+    message names the epoch and the meta-step and says which learning rate to
+    lower.
+
+    See Also
+    --------
+    sklmeta.MAMLClassifier : One of the estimators whose ``fit`` raises it.
+
+    Examples
+    --------
+    >>> from sklmeta import MetaTrainingDiverged
+    >>> issubclass(MetaTrainingDiverged, FloatingPointError)
+    True
     """
 
 

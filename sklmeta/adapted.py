@@ -23,12 +23,13 @@ from ._adaptation import (
     predictor,
     validate_support,
 )
+from ._doc_link import DocLinkMixin
 from ._preprocessing import to_tensor
 
 __all__ = ["AdaptedClassifier", "AdaptedRegressor", "adapt"]
 
 
-class _AdaptedBase(BaseEstimator):
+class _AdaptedBase(DocLinkMixin, BaseEstimator):
     """An estimator adapted from a meta-estimator's initialisation; ``fit`` adapts."""
 
     def __init__(self, meta_estimator):
@@ -99,6 +100,11 @@ class AdaptedClassifier(ClassifierMixin, _AdaptedBase):
     n_features_in_ : int
     n_features_padded_ : int
         Width the inputs are zero-padded to.
+
+    See Also
+    --------
+    AdaptedRegressor : The same for a meta-trained regressor.
+    adapt : Adapt a meta-estimator, or a Pipeline ending in one.
 
     Examples
     --------
@@ -191,6 +197,11 @@ class AdaptedRegressor(RegressorMixin, _AdaptedBase):
     n_features_padded_ : int
         Width the inputs are zero-padded to.
 
+    See Also
+    --------
+    AdaptedClassifier : The same for a meta-trained classifier.
+    adapt : Adapt a meta-estimator, or a Pipeline ending in one.
+
     Examples
     --------
     >>> from sklmeta import MAMLRegressor, TaskSplitter, AdaptedRegressor
@@ -228,13 +239,23 @@ def adapt(estimator, X, y):
 
     Parameters
     ----------
-    estimator : MAMLClassifier, MAMLRegressor or Pipeline
+    estimator : meta-estimator or Pipeline
+        A fitted meta-estimator (:class:`~sklmeta.MAMLClassifier`, ...), or a
+        fitted Pipeline whose last step is one.
     X : array-like of shape (n_support, n_features)
+        The support set's features (raw: a Pipeline transforms them).
     y : array-like of shape (n_support,)
+        Its labels or targets.
 
     Returns
     -------
     AdaptedClassifier, AdaptedRegressor or Pipeline
+        A new fitted estimator (or Pipeline) that predicts for the task.
+
+    See Also
+    --------
+    AdaptedClassifier : What a classifier's adaptation returns.
+    AdaptedRegressor : What a regressor's adaptation returns.
 
     Examples
     --------

@@ -22,6 +22,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNetClassifier, NeuralNetRegressor
 
+from ._doc_link import DocLinkMixin
 from ._validation import check_hidden_layer_sizes, check_int, check_positive
 from .estimators import make_mlp
 
@@ -30,7 +31,7 @@ __all__ = ["FineTunedRegressor", "SkorchMLPClassifier", "SkorchMLPRegressor"]
 
 
 
-class _SkorchMLPBase(BaseEstimator):
+class _SkorchMLPBase(DocLinkMixin, BaseEstimator):
     """Shared fit logic: build an MLP for the data's width, train it with skorch."""
 
     _net_class = None
@@ -107,7 +108,7 @@ class SkorchMLPClassifier(ClassifierMixin, _SkorchMLPBase):
     device : str, default="cpu"
         Torch device, e.g. "cuda".
     verbose : int, default=0
-        skorch's verbosity: 1 prints its epoch table.
+        The skorch net's verbosity: 1 prints its epoch table.
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights (and the mini-batch order).
 
@@ -123,8 +124,8 @@ class SkorchMLPClassifier(ClassifierMixin, _SkorchMLPBase):
 
     See Also
     --------
-    SkorchMLPRegressor : the same network for regression.
-    sklearn.neural_network.MLPClassifier : scikit-learn's own MLP.
+    SkorchMLPRegressor : The same network for regression.
+    sklearn.neural_network.MLPClassifier : Scikit-learn's own MLP.
 
     Examples
     --------
@@ -150,11 +151,14 @@ class SkorchMLPClassifier(ClassifierMixin, _SkorchMLPBase):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Training data, typically one episode's support set.
         y : array-like of shape (n_samples,)
+            Class labels, of any type scikit-learn accepts.
 
         Returns
         -------
-        self
+        self : SkorchMLPClassifier
+            The fitted classifier.
         """
         X, y = validate_data(self, X, y, dtype=np.float32)
         check_classification_targets(y)
@@ -162,13 +166,35 @@ class SkorchMLPClassifier(ClassifierMixin, _SkorchMLPBase):
         return self._fit(X, y_enc.astype(np.int64), n_outputs=len(self.classes_))
 
     def predict_proba(self, X):
-        """Class probabilities, columns in the order of ``classes_``."""
+        """Class probabilities, columns in the order of ``classes_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples to classify.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            The softmax of the network's logits.
+        """
         check_is_fitted(self, "net_")
         X = validate_data(self, X, reset=False, dtype=np.float32)
         return self.net_.predict_proba(X)
 
     def predict(self, X):
-        """The most probable class."""
+        """The most probable class.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples to classify.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
         proba = self.predict_proba(X)
         return self.classes_[proba.argmax(axis=1)]
 
@@ -196,7 +222,7 @@ class SkorchMLPRegressor(RegressorMixin, _SkorchMLPBase):
     device : str, default="cpu"
         Torch device, e.g. "cuda".
     verbose : int, default=0
-        skorch's verbosity: 1 prints its epoch table.
+        The skorch net's verbosity: 1 prints its epoch table.
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights (and the mini-batch order).
 
@@ -210,8 +236,8 @@ class SkorchMLPRegressor(RegressorMixin, _SkorchMLPBase):
 
     See Also
     --------
-    SkorchMLPClassifier : the same network for classification.
-    FineTunedRegressor : fine-tunes a pretrained network on each support set.
+    SkorchMLPClassifier : The same network for classification.
+    FineTunedRegressor : Fine-tunes a pretrained network on each support set.
 
     Examples
     --------
@@ -232,23 +258,38 @@ class SkorchMLPRegressor(RegressorMixin, _SkorchMLPBase):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Training data: one episode's support set, or the pooled data of
+            many tasks.
         y : array-like of shape (n_samples,)
+            Numeric targets.
 
         Returns
         -------
-        self
+        self : SkorchMLPRegressor
+            The fitted regressor.
         """
         X, y = validate_data(self, X, y, dtype=np.float32, y_numeric=True)
         return self._fit(X, y.astype(np.float32).reshape(-1, 1), n_outputs=1)
 
     def predict(self, X):
-        """Predicted targets."""
+        """Predicted targets.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples to predict.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            The network's output, as float64.
+        """
         check_is_fitted(self, "net_")
         X = validate_data(self, X, reset=False, dtype=np.float32)
         return self.net_.predict(X)[:, 0].astype(np.float64)
 
 
-class FineTunedRegressor(RegressorMixin, BaseEstimator):
+class FineTunedRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
     """Fine-tune a pretrained network on a (small) training set with a few SGD steps.
 
     ``fit(X, y)`` deep-copies ``module`` and takes ``n_steps`` full-batch SGD
@@ -278,7 +319,7 @@ class FineTunedRegressor(RegressorMixin, BaseEstimator):
 
     See Also
     --------
-    sklmeta.MAMLRegressor : meta-learns the initialisation instead.
+    sklmeta.MAMLRegressor : Meta-learns the initialisation instead.
 
     References
     ----------
@@ -310,11 +351,14 @@ class FineTunedRegressor(RegressorMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Training data, typically one episode's support set.
         y : array-like of shape (n_samples,)
+            Numeric targets.
 
         Returns
         -------
-        self
+        self : FineTunedRegressor
+            The fitted regressor; ``module_`` is the fine-tuned copy.
         """
         if not isinstance(self.module, torch.nn.Module):
             raise ValueError(
@@ -341,7 +385,18 @@ class FineTunedRegressor(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X):
-        """Predicted targets."""
+        """Predicted targets.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples to predict.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            The fine-tuned network's output, as float64.
+        """
         check_is_fitted(self, "module_")
         X = validate_data(self, X, reset=False, dtype=np.float32)
         with torch.no_grad():

@@ -20,9 +20,14 @@ def make_sinusoid_tasks(n_tasks=1000, n_samples=50, *, amplitude_range=(0.1, 5.0
                         return_params=False, random_state=None):
     """Sinusoid regression tasks ``y = A sin(x - phi)`` (Finn et al., 2017).
 
+    Each task draws its own amplitude ``A`` and phase ``phi``, then ``n_samples``
+    points ``x``; a few-shot learner sees a handful of them and must find the
+    whole sine wave.
+
     Parameters
     ----------
     n_tasks : int, default=1000
+        Number of tasks.
     n_samples : int, default=50
         Points per task, ``x`` uniform in ``x_range``.
     amplitude_range, phase_range, x_range : tuple of float
@@ -32,6 +37,7 @@ def make_sinusoid_tasks(n_tasks=1000, n_samples=50, *, amplitude_range=(0.1, 5.0
     return_params : bool, default=False
         Also return the amplitudes and phases.
     random_state : int, RandomState instance or None, default=None
+        Seeds the amplitudes, phases, points and noise.
 
     Returns
     -------
@@ -39,6 +45,15 @@ def make_sinusoid_tasks(n_tasks=1000, n_samples=50, *, amplitude_range=(0.1, 5.0
         ``X`` of shape (n_samples, 1), ``y`` of shape (n_samples,).
     amplitudes, phases : ndarray of shape (n_tasks,)
         Only when ``return_params``.
+
+    See Also
+    --------
+    make_classification_tasks : Binary classification tasks that share a subspace.
+
+    References
+    ----------
+    Finn, Abbeel and Levine, "Model-Agnostic Meta-Learning for Fast Adaptation of
+    Deep Networks", ICML 2017, section 5.1.
 
     Examples
     --------
@@ -77,18 +92,27 @@ def make_classification_tasks(n_tasks=100, n_samples=100, *, n_features=40, n_in
     Parameters
     ----------
     n_tasks : int, default=100
+        Number of tasks.
     n_samples : int, default=100
         Samples per task, half of each class (must be even).
     n_features : int, default=40
+        Features per sample, informative and noise together.
     n_informative : int, default=4
+        Dimension of the subspace that holds every task's decision boundary.
     shuffle_features : bool, default=True
         Place the informative columns at random (fixed across tasks).
     random_state : int, RandomState instance or None, default=None
+        Seeds the columns' order, the hyperplanes and the samples.
 
     Returns
     -------
     tasks : list of (X, y)
         ``X`` of shape (n_samples, n_features), ``y`` in {0, 1}.
+
+    See Also
+    --------
+    make_sinusoid_tasks : Sinusoid regression tasks.
+    sklearn.datasets.make_classification : One classification dataset.
 
     Examples
     --------

@@ -53,11 +53,18 @@ def mean_ci(scores, confidence=0.95):
     Parameters
     ----------
     scores : array-like of shape (n,)
+        One score per episode.
     confidence : float, default=0.95
+        Confidence level of the interval, in (0, 1).
 
     Returns
     -------
     mean, low, high : float
+        The mean and the interval's bounds.
+
+    See Also
+    --------
+    paired_ci : The interval of a paired difference, for two estimators.
 
     Examples
     --------
@@ -91,10 +98,16 @@ def paired_ci(a, b, confidence=0.95):
     a, b : array-like of shape (n,)
         Scores on the same ``n`` episodes, in the same order.
     confidence : float, default=0.95
+        Confidence level of the interval, in (0, 1).
 
     Returns
     -------
     mean, low, high : float
+        The mean difference and the interval's bounds.
+
+    See Also
+    --------
+    mean_ci : The interval of one estimator's mean score.
 
     Examples
     --------
@@ -162,6 +175,10 @@ def adapter(estimator):
     -------
     AdaptedClassifier, AdaptedRegressor or Pipeline
         Not fitted.
+
+    See Also
+    --------
+    sklmeta.adapt : Adapt once, to one support set.
 
     Examples
     --------
@@ -308,6 +325,10 @@ def episode_scorer(scoring=None):
     scorer : callable
         ``scorer(estimator, X, y=None, groups=None) -> float``.
 
+    See Also
+    --------
+    compare : Several estimators on identical episodes.
+
     Notes
     -----
     Binary metrics stay binary: "roc_auc" on a multi-class episode raises
@@ -383,7 +404,9 @@ def compare(estimators, X, y=None, *, cv, groups=None, scoring=None, n_jobs=None
         they are adapted on each support set. Any other estimator is cloned and
         fit on each support set.
     X : array-like of shape (n_samples, n_features)
+        The data the episodes are drawn from.
     y : array-like of shape (n_samples,)
+        Its labels or targets.
     cv : TaskSplitter, any CV splitter or an iterable of (support, query) indices
         Its episodes are drawn once and shared by all estimators.
     groups : array-like of shape (n_samples,), default=None
@@ -418,6 +441,11 @@ def compare(estimators, X, y=None, *, cv, groups=None, scoring=None, n_jobs=None
     scores : pandas.DataFrame
         Only with ``return_scores``: ``estimator``, ``episode``, ``score`` (with
         several metrics, ``score_<name>`` for each), ``fit_time``, ``score_time``.
+
+    See Also
+    --------
+    episode_scorer : Any metric over a meta-estimator's own episodes.
+    mean_ci : The intervals of the summary.
 
     Examples
     --------

@@ -15,6 +15,7 @@ from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import _num_samples, column_or_1d
 
+from ._doc_link import DocLinkMixin
 from ._episodes import EpisodeSampler, choose_classes, group_rows, label_repr
 from ._validation import check_int, unique_labels
 
@@ -24,7 +25,7 @@ __all__ = ["TaskSplitter", "stack_tasks", "train_test_split_classes"]
 _SPLIT_BATCH = 256  # episodes drawn per call of the sampler while splitting
 
 
-class TaskSplitter(BaseEstimator):
+class TaskSplitter(DocLinkMixin, BaseEstimator):
     """Few-shot episodes as a scikit-learn cross-validation splitter.
 
     Each split is one episode: a *support* set (the few labelled examples a
@@ -54,6 +55,12 @@ class TaskSplitter(BaseEstimator):
         training episodes per epoch.
     random_state : int, RandomState instance or None, default=None
         Seeds the episodes. An int gives the same episodes at every ``split`` call.
+
+    See Also
+    --------
+    stack_tasks : A list of task datasets as one ``(X, y, groups)`` to split.
+    train_test_split_classes : Class-disjoint meta-training and meta-test parts.
+    sklmeta.model_selection.compare : Score several estimators on the same episodes.
 
     Examples
     --------
@@ -91,7 +98,22 @@ class TaskSplitter(BaseEstimator):
         check_int(self.n_tasks, "n_tasks")
 
     def get_n_splits(self, X=None, y=None, groups=None):
-        """Number of episodes ``split`` yields: ``n_tasks``."""
+        """Number of episodes ``split`` yields: ``n_tasks``.
+
+        Parameters
+        ----------
+        X : object, default=None
+            Ignored; present for the CV-splitter protocol.
+        y : object, default=None
+            Ignored; present for the CV-splitter protocol.
+        groups : object, default=None
+            Ignored; present for the CV-splitter protocol.
+
+        Returns
+        -------
+        int
+            The number of episodes, ``n_tasks``.
+        """
         self._check_params()
         return self.n_tasks
 
@@ -137,6 +159,7 @@ class TaskSplitter(BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            The data; only its number of rows is used.
         y : array-like of shape (n_samples,), default=None
             Class labels; required when ``n_way`` is set.
         groups : array-like of shape (n_samples,), default=None
@@ -166,16 +189,23 @@ def train_test_split_classes(X, y, *, test_size=0.25, random_state=None):
     Parameters
     ----------
     X : array-like of shape (n_samples, n_features)
+        The data.
     y : array-like of shape (n_samples,)
+        The class labels; the classes are what is split.
     test_size : float or int, default=0.25
         Fraction of the classes (float in (0, 1)) or number of classes (int) that go
         to the test part.
     random_state : int, RandomState instance or None, default=None
+        Seeds which classes go to the test part.
 
     Returns
     -------
     X_train, X_test, y_train, y_test
         Rows of the training classes and of the test classes.
+
+    See Also
+    --------
+    TaskSplitter : Few-shot episodes from either part.
 
     Examples
     --------
@@ -228,8 +258,15 @@ def stack_tasks(tasks):
     Returns
     -------
     X : ndarray of shape (n_samples, n_features)
+        The tasks' rows, task after task.
     y : ndarray of shape (n_samples,)
+        Their targets.
     groups : ndarray of int of shape (n_samples,)
+        The index in ``tasks`` of each row's task.
+
+    See Also
+    --------
+    TaskSplitter : Draws every episode from one group when given ``groups``.
 
     Examples
     --------

@@ -103,6 +103,12 @@ class ANILClassifier(GradientBased, MetaClassifierBase):
     initial_valid_score_ : float or None
         Meta-validation score of the random start.
 
+    See Also
+    --------
+    ANILRegressor : The same algorithm for regression.
+    MAMLClassifier : Adapts every layer, not only the head.
+    sklmeta.AdaptedClassifier : What ``adapt`` returns.
+
     References
     ----------
     Raghu, Raghu, Bengio and Vinyals, "Rapid Learning or Feature Reuse? Towards
@@ -249,6 +255,12 @@ class ANILRegressor(GradientBased, MetaRegressorBase):
         Epoch whose weights were kept; 0 is the random start.
     initial_valid_score_ : float or None
         Meta-validation score of the random start.
+
+    See Also
+    --------
+    ANILClassifier : The same algorithm for classification.
+    MAMLRegressor : Adapts every layer, not only the head.
+    sklmeta.AdaptedRegressor : What ``adapt`` returns.
 
     References
     ----------

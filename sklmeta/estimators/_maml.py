@@ -103,6 +103,12 @@ class MAMLClassifier(GradientBased, MetaClassifierBase):
     initial_valid_score_ : float or None
         Meta-validation score of the random start.
 
+    See Also
+    --------
+    MAMLRegressor : The same algorithm for regression.
+    MetaSGDClassifier : MAML with learned inner step sizes.
+    sklmeta.AdaptedClassifier : What ``adapt`` returns.
+
     References
     ----------
     Finn, Abbeel and Levine, "Model-Agnostic Meta-Learning for Fast Adaptation of
@@ -256,6 +262,12 @@ class MAMLRegressor(GradientBased, MetaRegressorBase):
         Epoch whose weights were kept; 0 is the random start.
     initial_valid_score_ : float or None
         Meta-validation score of the random start.
+
+    See Also
+    --------
+    MAMLClassifier : The same algorithm for classification.
+    MetaSGDRegressor : MAML with learned inner step sizes.
+    sklmeta.AdaptedRegressor : What ``adapt`` returns.
 
     References
     ----------

@@ -111,6 +111,12 @@ class MetaSGDClassifier(GradientBased, MetaClassifierBase):
     initial_valid_score_ : float or None
         Meta-validation score of the random start.
 
+    See Also
+    --------
+    MetaSGDRegressor : The same algorithm for regression.
+    MAMLClassifier : The same inner loop with one fixed step size.
+    sklmeta.AdaptedClassifier : What ``adapt`` returns.
+
     References
     ----------
     Li, Zhou, Chen and Li, "Meta-SGD: Learning to Learn Quickly for Few-Shot
@@ -268,6 +274,12 @@ class MetaSGDRegressor(GradientBased, MetaRegressorBase):
         Epoch whose weights were kept; 0 is the random start.
     initial_valid_score_ : float or None
         Meta-validation score of the random start.
+
+    See Also
+    --------
+    MetaSGDClassifier : The same algorithm for classification.
+    MAMLRegressor : The same inner loop with one fixed step size.
+    sklmeta.AdaptedRegressor : What ``adapt`` returns.
 
     References
     ----------

@@ -101,6 +101,11 @@ class ProtoNetClassifier(MetaClassifierBase):
     initial_valid_score_ : float or None
         Meta-validation score of the random start.
 
+    See Also
+    --------
+    MAMLClassifier : Adapts by gradient steps instead of prototypes.
+    sklmeta.AdaptedClassifier : What ``adapt`` returns.
+
     References
     ----------
     Snell, Swersky and Zemel, "Prototypical Networks for Few-shot Learning",

@@ -103,6 +103,12 @@ class ReptileClassifier(GradientBased, MetaClassifierBase):
     initial_valid_score_ : float or None
         Meta-validation score of the random start.
 
+    See Also
+    --------
+    ReptileRegressor : The same algorithm for regression.
+    MAMLClassifier : Meta-trains through the query loss instead.
+    sklmeta.AdaptedClassifier : What ``adapt`` returns.
+
     References
     ----------
     Nichol, Achiam and Schulman, "On First-Order Meta-Learning Algorithms",
@@ -249,6 +255,12 @@ class ReptileRegressor(GradientBased, MetaRegressorBase):
         Epoch whose weights were kept; 0 is the random start.
     initial_valid_score_ : float or None
         Meta-validation score of the random start.
+
+    See Also
+    --------
+    ReptileClassifier : The same algorithm for classification.
+    MAMLRegressor : Meta-trains through the query loss instead.
+    sklmeta.AdaptedRegressor : What ``adapt`` returns.
 
     References
     ----------
