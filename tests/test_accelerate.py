@@ -89,3 +89,15 @@ def test_two_processes_draw_their_own_episodes_and_share_the_weights(tmp_path):
     assert not np.allclose(w0, single)  # ...made of two processes' meta-batches
     l0, l1 = (np.load(tmp_path / f"loss_{i}_of_2.npy") for i in (0, 1))
     assert not np.allclose(l0, l1)  # each process drew its own episodes
+
+
+def test_an_accelerated_fit_pickles(accelerator, class_tasks):
+    # the accelerated net class was defined inside a function: pickle could not find it
+    meta = small_classifier(max_epochs=1, accelerator=accelerator).fit(class_tasks)
+    import pickle
+
+    X, y = class_tasks[0]
+    again = pickle.loads(pickle.dumps(meta))
+    assert type(again.net_).__name__ == "AcceleratedMetaNet"
+    np.testing.assert_array_equal(again.adapt(X[:10], y[:10]).predict(X[10:]),
+                                  meta.adapt(X[:10], y[:10]).predict(X[10:]))

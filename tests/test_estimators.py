@@ -516,3 +516,77 @@ def test_fits_in_concurrent_threads_are_reproducible(class_tasks):
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(build, range(32)))
     assert all(same_weights(a, b) for a, b in zip(expected, got))
+
+
+# ---------------------------------------------------------- where a newcomer trips
+@pytest.mark.parametrize("method", ["predict", "predict_proba"])
+def test_a_meta_estimator_says_to_adapt_before_predicting(class_tasks, method):
+    meta = small_classifier().fit(class_tasks)
+    X, _ = class_tasks[0]
+    with pytest.raises(AttributeError, match=rf"predicts only after adapting.*\.adapt\("
+                                             rf"X_support, y_support\)\.{method}\(X\)"):
+        getattr(meta, method)(X)
+    assert not hasattr(meta, method)  # so scikit-learn's duck typing sees no predict
+    pipe = make_pipeline(StandardScaler(), small_classifier()).fit(*class_tasks[0])
+    with pytest.raises(AttributeError) as raised:
+        getattr(pipe, method)(X)
+    # scikit-learn's Pipeline raises its own AttributeError from ours: the traceback shows both
+    assert "predicts only after adapting" in str(raised.value.__cause__)
+
+
+def test_a_task_list_takes_no_y(class_tasks):
+    with pytest.raises(ValueError, match="fit\\(tasks\\) takes no y"):
+        small_classifier().fit(class_tasks, np.zeros(3))
+
+
+def test_nested_splitter_parameters_work_with_the_default_splitter():
+    meta = sklmeta.MAMLClassifier().set_params(task_splitter__k_shot=2)
+    assert meta.task_splitter.k_shot == 2
+    assert meta.get_params()["task_splitter__k_shot"] == 2
+
+
+def test_diverged_is_importable_from_the_package():
+    assert issubclass(sklmeta.MetaTrainingDiverged, FloatingPointError)
+    assert "MetaTrainingDiverged" in sklmeta.__all__
+
+
+class _FailAt(Callback):
+    def __init__(self, where):
+        self.where = where
+
+    def on_train_begin(self, net, **kwargs):
+        if self.where == "begin":
+            raise KeyboardInterrupt  # Ctrl-C before the loop starts
+
+    def on_epoch_end(self, net, **kwargs):
+        if self.where == "epoch":
+            raise RuntimeError("a callback failed")
+
+
+@pytest.mark.parametrize("where, error", [("epoch", RuntimeError), ("begin", KeyboardInterrupt)])
+def test_a_failed_refit_leaves_the_previous_fit_whole(class_tasks, where, error):
+    meta = small_classifier().fit(class_tasks)
+    before, history, net = weights(meta), list(meta.history_), meta.net_
+    X, y = class_tasks[0]
+    adapted = meta.adapt(X[:10], y[:10]).predict_proba(X[10:])
+    meta.set_params(callbacks=[_FailAt(where)], max_epochs=3, hidden_layer_sizes=(8,))
+    with pytest.raises(error):
+        meta.fit(class_tasks[:6])
+    assert meta.net_ is net and same_weights(before, weights(meta))
+    assert list(meta.history_) == history
+    np.testing.assert_array_equal(meta.adapt(X[:10], y[:10]).predict_proba(X[10:]), adapted)
+
+
+def test_a_failed_first_fit_leaves_the_estimator_unfitted(class_tasks):
+    meta = small_classifier(callbacks=[_FailAt("epoch")])
+    with pytest.raises(RuntimeError):
+        meta.fit(class_tasks)
+    X, y = class_tasks[0]
+    with pytest.raises(NotFittedError, match="not meta-trained yet"):
+        meta.adapt(X[:10], y[:10])
+
+
+def test_which_inner_loop_ran_is_recorded(class_tasks):
+    assert small_classifier(activation="gelu").fit(class_tasks).inner_loop_ == "batched-mlp"
+    custom = torch.nn.Sequential(torch.nn.Linear(10, 8), torch.nn.SiLU(), torch.nn.Linear(8, 2))
+    assert small_classifier(module=custom).fit(class_tasks).inner_loop_ == "torch.func"
