@@ -7,7 +7,7 @@ import MAMLClassifier`` works as usual.
 
 import importlib
 
-from ._version import __version__
+from ._version import __version__  # noqa: F401 (public)
 
 # public name -> the submodule that defines it
 _EXPORTS = {

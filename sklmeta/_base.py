@@ -13,7 +13,6 @@ The interface this module offers the rest of the package: :class:`MetaEstimatorB
 (for :mod:`sklmeta.persistence`).
 """
 
-import copy
 import numbers
 import warnings
 
@@ -32,16 +31,11 @@ from sklearn.utils.validation import _get_feature_names, check_X_y
 from skorch.history import History
 
 from ._adaptation import episode_scores
-from ._core import ACTIVATIONS, make_mlp
+from ._core import ACTIVATIONS, network
 from ._doc_link import DocLinkMixin
-from ._episodes import EpisodeSampler, fit_pools, hold_out, label_repr
-from ._preprocessing import numeric_target, standardiser, to_tensor
-from ._training import (
-    EpisodeDataset,
-    EpisodeTensors,
-    MetaTrainingDiverged,
-    build_net,
-)
+from ._episodes import fit_pools, hold_out, label_repr
+from ._preprocessing import numeric_target
+from ._training import EpisodeDataset, MetaTrainingDiverged, build_net, episode_tensors
 from ._validation import check_hidden_layer_sizes
 from .tasks import TaskSplitter
 
@@ -177,28 +171,11 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
             )
         return n_way
 
-    def _module(self, n_features, n_outputs, seed):
-        """The network: the default MLP, or a copy of ``module`` (checked)."""
-        if self.module is None:
-            module = make_mlp(n_features, self.hidden_layer_sizes, n_outputs,
-                              self.activation, torch.Generator().manual_seed(int(seed)))
-        else:
-            module = copy.deepcopy(self.module)
-        with torch.no_grad():
-            out = module(torch.zeros(2, n_features))
-        expected = (2, n_outputs) if n_outputs is not None else (2, "any width")
-        if out.dim() != 2 or out.shape[0] != 2 or (
-                n_outputs is not None and out.shape[1] != n_outputs):
-            raise ValueError(
-                f"module maps 2 samples of {n_features} features to shape "
-                f"{tuple(out.shape)}; expected {expected}."
-            )
-        return module
-
     def _net(self, n_way, n_features, init_seed, valid_ds=None):
         algorithm = self.__sklmeta_algorithm__()
-        learner = algorithm.learner(
-            self._module(n_features, self._output_width(n_way), init_seed), n_features)
+        module = network(self.module, n_features, self._output_width(n_way),
+                         self.hidden_layer_sizes, self.activation, init_seed)
+        learner = algorithm.learner(module, n_features)
         return build_net(
             learner, algorithm, task="classification" if is_classifier(self) else "regression",
             n_way=n_way, meta_lr=self.meta_lr, max_epochs=self.max_epochs,
@@ -206,18 +183,6 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
             verbose=self.verbose, device=self.device, accelerator=self.accelerator,
             patience=self.n_iter_no_change, valid_ds=valid_ds,
         )
-
-    def _episode_tensors(self, pools, n_way, splitter, width, standardize):
-        sampler = EpisodeSampler([p.y if n_way is not None else None for p in pools],
-                                 [len(p.y) for p in pools], n_way=n_way,
-                                 k_shot=splitter.k_shot, n_query=splitter.n_query,
-                                 names=[p.name for p in pools])
-        tensors = []
-        for p in pools:
-            mean, scale = standardiser(p.X) if standardize else (None, None)
-            tensors.append(to_tensor(p.X, width, mean, scale, "cpu"))
-        return EpisodeTensors(tensors, [p.y for p in pools], sampler,
-                              "classification" if n_way is not None else "regression")
 
     # --------------------------------------------------------------------- fit
     def fit(self, X, y=None, groups=None):
@@ -279,12 +244,12 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
             )
         width = fitted["n_features_in_"]
         train_ds = EpisodeDataset(
-            self._episode_tensors(train_pools, n_way, splitter, width, standardize),
+            episode_tensors(train_pools, n_way, splitter, width, standardize),
             splitter.n_tasks, train_seed)
         valid_ds = None
         if valid_pools is not None:
             valid_ds = EpisodeDataset(
-                self._episode_tensors(valid_pools, n_way, splitter, width, standardize),
+                episode_tensors(valid_pools, n_way, splitter, width, standardize),
                 splitter.n_tasks, valid_seed, fixed=True)
         net, algorithm = self._net(n_way, width, init_seed, valid_ds)
         fitted.update(n_way_=n_way, standardize_=standardize, validation_split_=split,

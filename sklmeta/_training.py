@@ -22,9 +22,11 @@ from skorch.hf import AccelerateMixin
 from skorch.utils import noop, to_device
 
 from ._core import EpisodeLoss
+from ._episodes import EpisodeSampler
+from ._preprocessing import standardiser, to_tensor
 
-__all__ = ["AcceleratedMetaNet", "EpisodeDataset", "EpisodeLoader", "EpisodeTensors", "MetaNet", "MetaTrainingDiverged", "RandomStartEarlyStopping",
-           "build_net"]
+__all__ = ["AcceleratedMetaNet", "EpisodeDataset", "EpisodeLoader", "EpisodeTensors", "MetaNet",
+           "MetaTrainingDiverged", "RandomStartEarlyStopping", "build_net", "episode_tensors"]
 
 
 class MetaTrainingDiverged(FloatingPointError):
@@ -82,6 +84,19 @@ class EpisodeTensors:
         else:
             ys, yq = self.y[support], self.y[query]
         return self.X[support], ys, self.X[query], yq
+
+
+def episode_tensors(pools, n_way, splitter, width, standardize):
+    """:class:`EpisodeTensors` of task pools: each standardised (if asked) and padded."""
+    sampler = EpisodeSampler([p.y if n_way is not None else None for p in pools],
+                             [len(p.y) for p in pools], n_way=n_way, k_shot=splitter.k_shot,
+                             n_query=splitter.n_query, names=[p.name for p in pools])
+    tensors = []
+    for p in pools:
+        mean, scale = standardiser(p.X) if standardize else (None, None)
+        tensors.append(to_tensor(p.X, width, mean, scale, "cpu"))
+    return EpisodeTensors(tensors, [p.y for p in pools], sampler,
+                          "classification" if n_way is not None else "regression")
 
 
 class EpisodeDataset(torch.utils.data.Dataset):

@@ -214,20 +214,34 @@ class AdaptedRegressor(RegressorMixin, _AdaptedBase):
     (3,)
     """
 
-    def predict(self, X):
-        """Predicted targets.
+    def predict(self, X, return_std=False):
+        """Predicted targets, and their standard deviations where the learner has them.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
             Query rows.
+        return_std : bool, default=False
+            Also return the predictive standard deviation, as scikit-learn's
+            ``GaussianProcessRegressor`` does. Only learners that know their
+            uncertainty (their adapted network outputs a mean and a std) have it.
 
         Returns
         -------
-        ndarray of shape (n_samples,)
+        y_mean : ndarray of shape (n_samples,)
             Predicted targets (float64).
+        y_std : ndarray of shape (n_samples,)
+            Predictive standard deviations; only with ``return_std=True``.
         """
-        return self._outputs(X)[:, 0].cpu().numpy()
+        out = self._outputs(X).cpu().numpy()
+        if not return_std:
+            return out[:, 0]
+        if out.shape[1] < 2:
+            raise ValueError(
+                f"{type(self.meta_estimator).__name__} predicts no standard deviation; "
+                "return_std=True needs a learner that knows its uncertainty."
+            )
+        return out[:, 0], out[:, 1]
 
 
 def adapt(estimator, X, y):

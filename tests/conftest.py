@@ -1,6 +1,6 @@
 import pytest
-from sklearn.base import is_classifier
 import torch
+from sklearn.base import is_classifier
 
 from sklmeta import MAMLClassifier, MAMLRegressor, TaskSplitter
 from sklmeta.datasets import make_classification_tasks, make_sinusoid_tasks

@@ -5,8 +5,8 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from sklearn.base import is_classifier
 from conftest import same_weights, small, weights
+from sklearn.base import is_classifier
 from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler

@@ -16,8 +16,8 @@ from sklearn.preprocessing import StandardScaler
 from skorch.callbacks import Callback, EarlyStopping
 
 import sklmeta
-from sklmeta._adaptation import episode_scores
 from sklmeta import AdaptedClassifier, AdaptedRegressor, TaskSplitter, stack_tasks
+from sklmeta._adaptation import episode_scores
 from sklmeta.datasets import make_sinusoid_tasks
 
 
@@ -590,3 +590,12 @@ def test_which_inner_loop_ran_is_recorded(class_tasks):
     assert small_classifier(activation="gelu").fit(class_tasks).inner_loop_ == "batched-mlp"
     custom = torch.nn.Sequential(torch.nn.Linear(10, 8), torch.nn.SiLU(), torch.nn.Linear(8, 2))
     assert small_classifier(module=custom).fit(class_tasks).inner_loop_ == "torch.func"
+
+
+def test_a_regressor_without_uncertainty_says_so_at_return_std(sine_tasks):
+    reg = small_regressor().fit(sine_tasks)
+    X, y = sine_tasks[0]
+    adapted = reg.adapt(X[:5], y[:5])
+    assert adapted.predict(X[5:]).shape == (len(y) - 5,)
+    with pytest.raises(ValueError, match="MAMLRegressor predicts no standard deviation"):
+        adapted.predict(X[5:], return_std=True)

@@ -7,15 +7,13 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.base import is_classifier
 import torch
 from conftest import small
-from sklearn.base import clone
+from sklearn.base import clone, is_classifier
 from sklearn.exceptions import NotFittedError
 from skorch.callbacks import Callback
 
 import sklmeta
-from sklmeta._base import SAVED_ATTRIBUTES
 from sklmeta import (
     AdaptedClassifier,
     MAMLClassifier,
@@ -23,6 +21,7 @@ from sklmeta import (
     MetaSGDRegressor,
     ProtoNetClassifier,
 )
+from sklmeta._base import SAVED_ATTRIBUTES
 from sklmeta.estimators import META_ESTIMATORS as META_CLASSES
 
 

@@ -13,11 +13,11 @@ network; a fitted estimator records the choice in ``inner_loop_``.
 
 from .batched_mlp import BatchedMLPInnerLoop, mlp_layers
 from .functional import EpisodeLoss, FunctionalInnerLoop, InnerLoop, inner_loop, step_size
-from .nets import ACTIVATIONS, make_mlp
+from .nets import ACTIVATIONS, make_mlp, network
 
 __all__ = ["ACTIVATIONS", "BatchedMLPInnerLoop", "EpisodeLoss", "FunctionalInnerLoop",
-           "InnerLoop", "inner_loop", "make_mlp", "mlp_layers", "select_inner_loop",
-           "step_size"]
+           "InnerLoop", "inner_loop", "make_mlp", "mlp_layers", "network",
+           "select_inner_loop", "step_size"]
 
 
 def select_inner_loop(model, adapted=None):

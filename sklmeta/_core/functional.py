@@ -40,7 +40,8 @@ class EpisodeLoss(torch.nn.Module):
 
     Classification: cross-entropy over the first ``n_classes`` logits (a head has
     ``n_way`` outputs; an episode with fewer classes uses the first ones).
-    Regression: mean squared error of the single output.
+    Regression: mean squared error of the first output, the mean (a learner that
+    knows its uncertainty outputs ``(mean, std)``).
     """
 
     def __init__(self, task="classification", n_classes=None):
@@ -52,7 +53,7 @@ class EpisodeLoss(torch.nn.Module):
 
     def forward(self, out, y):
         if self.task == "regression":
-            return F.mse_loss(out.squeeze(-1), y)
+            return F.mse_loss(out[..., 0], y)
         logits = out[..., : self.n_classes]
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
 

@@ -1,10 +1,11 @@
 """The default network: a plain MLP, built from a private random generator."""
 
+import copy
 import math
 
 import torch
 
-__all__ = ["ACTIVATIONS", "make_mlp"]
+__all__ = ["ACTIVATIONS", "make_mlp", "network"]
 
 # The one table of activations: make_mlp builds them, the hand-batched inner loop
 # (:mod:`sklmeta._core.batched_mlp`) differentiates every one of them.
@@ -40,4 +41,27 @@ def make_mlp(n_features, hidden_layer_sizes, n_outputs, activation="relu", gener
                 bound = 1 / math.sqrt(layer.in_features) if layer.in_features > 0 else 0.0
                 layer.weight.uniform_(-bound, bound, generator=generator)
                 layer.bias.uniform_(-bound, bound, generator=generator)
+    return module
+
+
+def network(module, n_features, n_outputs, hidden_layer_sizes, activation, seed):
+    """A fit's network: the default MLP seeded by ``seed``, or a copy of ``module``.
+
+    Either way it is checked to map ``[n, n_features]`` to ``[n, n_outputs]``
+    (``n_outputs=None``: to any width, e.g. an embedding).
+    """
+    if module is None:
+        module = make_mlp(n_features, hidden_layer_sizes, n_outputs, activation,
+                          torch.Generator().manual_seed(int(seed)))
+    else:
+        module = copy.deepcopy(module)
+    with torch.no_grad():
+        out = module(torch.zeros(2, n_features))
+    expected = (2, n_outputs) if n_outputs is not None else (2, "any width")
+    if out.dim() != 2 or out.shape[0] != 2 or (
+            n_outputs is not None and out.shape[1] != n_outputs):
+        raise ValueError(
+            f"module maps 2 samples of {n_features} features to shape "
+            f"{tuple(out.shape)}; expected {expected}."
+        )
     return module

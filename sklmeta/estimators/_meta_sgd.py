@@ -7,6 +7,8 @@ from .._core import algorithms
 
 __all__ = ["MetaSGDClassifier", "MetaSGDRegressor"]
 
+_CONSTRAINTS = {**GRADIENT_CONSTRAINTS, "lr_mode": [StrOptions({"element", "tensor-step"})]}
+
 
 class MetaSGDClassifier(GradientBased, MetaClassifierBase):
     """Meta-SGD (Li et al., 2017) for few-shot classification: MAML with learned step sizes.
@@ -136,7 +138,7 @@ class MetaSGDClassifier(GradientBased, MetaClassifierBase):
     """
 
     _parameter_constraints = {**MetaClassifierBase._parameter_constraints,
-                              **{**GRADIENT_CONSTRAINTS, "lr_mode": [StrOptions({"element", "tensor-step"})]}}
+                              **_CONSTRAINTS}
 
 
     def __init__(self, *, task_splitter=None, hidden_layer_sizes=(40, 40), activation="relu",
@@ -298,7 +300,7 @@ class MetaSGDRegressor(GradientBased, MetaRegressorBase):
     """
 
     _parameter_constraints = {**MetaRegressorBase._parameter_constraints,
-                              **{**GRADIENT_CONSTRAINTS, "lr_mode": [StrOptions({"element", "tensor-step"})]}}
+                              **_CONSTRAINTS}
 
 
     def __init__(self, *, task_splitter=None, hidden_layer_sizes=(40, 40), activation="relu",

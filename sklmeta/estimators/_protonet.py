@@ -9,6 +9,8 @@ from .._core import algorithms
 
 __all__ = ["ProtoNetClassifier"]
 
+_CONSTRAINTS = {"embedding_dim": [Interval(numbers.Integral, 1, None, closed="left")]}
+
 
 class ProtoNetClassifier(MetaClassifierBase):
     """Prototypical Networks (Snell et al., 2017): nearest class mean in a learned embedding.
@@ -124,7 +126,7 @@ class ProtoNetClassifier(MetaClassifierBase):
     """
 
     _parameter_constraints = {**MetaClassifierBase._parameter_constraints,
-                              **{"embedding_dim": [Interval(numbers.Integral, 1, None, closed="left")]}}
+                              **_CONSTRAINTS}
 
 
 

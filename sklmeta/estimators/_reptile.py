@@ -5,6 +5,9 @@ from .._core import algorithms
 
 __all__ = ["ReptileClassifier", "ReptileRegressor"]
 
+# first-order by construction: no first_order parameter
+_CONSTRAINTS = {k: v for k, v in GRADIENT_CONSTRAINTS.items() if k != "first_order"}
+
 
 class ReptileClassifier(GradientBased, MetaClassifierBase):
     """Reptile (Nichol et al., 2018) for few-shot classification.
@@ -127,7 +130,7 @@ class ReptileClassifier(GradientBased, MetaClassifierBase):
     """
 
     _parameter_constraints = {**MetaClassifierBase._parameter_constraints,
-                              **{k: v for k, v in GRADIENT_CONSTRAINTS.items() if k != "first_order"}}
+                              **_CONSTRAINTS}
 
 
     def __init__(self, *, task_splitter=None, hidden_layer_sizes=(40, 40), activation="relu",
@@ -280,7 +283,7 @@ class ReptileRegressor(GradientBased, MetaRegressorBase):
     """
 
     _parameter_constraints = {**MetaRegressorBase._parameter_constraints,
-                              **{k: v for k, v in GRADIENT_CONSTRAINTS.items() if k != "first_order"}}
+                              **_CONSTRAINTS}
 
 
     def __init__(self, *, task_splitter=None, hidden_layer_sizes=(40, 40), activation="relu",
