@@ -1,6 +1,6 @@
 """sklmeta: meta-learning (MAML and its cousins) behind the scikit-learn API."""
 
-from . import datasets, model_selection
+from . import callbacks, datasets, model_selection
 from .estimators import (
     AdaptedClassifier,
     AdaptedRegressor,
@@ -34,6 +34,7 @@ __all__ = [
     "ReptileRegressor",
     "TaskSplitter",
     "adapt",
+    "callbacks",
     "datasets",
     "load",
     "model_selection",
