@@ -52,7 +52,7 @@ import torch
 from skorch.callbacks import Callback
 from skorch.history import History
 
-from .persistence import atomic_write, fsync_folder, read_bytes, read_torch
+from .persistence import _UMASK, atomic_write, fsync_folder, read_bytes, read_torch
 
 __all__ = ["Checkpoint", "LoadInitState", "CheckpointError", "CheckpointWarning",
            "last_epoch"]
@@ -249,6 +249,9 @@ class Checkpoint(Callback):
             return
         if self.event_name is not None:  # the saved history records this epoch as saved
             net.history.record(self.event_name, True)
+        accelerator = getattr(net, "accelerator", None)
+        if accelerator is not None and not accelerator.is_main_process:
+            return  # in a distributed fit, the main process writes the checkpoints
         try:
             self.save(net)
         except OSError as e:
@@ -272,15 +275,21 @@ class Checkpoint(Callback):
     def save(self, net):
         """Write a checkpoint of ``net`` now; return its folder. OSError on failure."""
         dirname = os.fspath(self.dirname)
-        os.makedirs(dirname, exist_ok=True)
         epoch = len(net.history)
+        try:
+            history = json.dumps(net.history.to_list()).encode()
+        except TypeError as e:  # e.g. an object a user callback recorded
+            raise TypeError(f"Checkpoint saves the history as JSON, and epoch {epoch} holds a "
+                            f"value JSON cannot store: {e}.") from e
         contents = {
             "params.pt": _torch_bytes(net.module_.state_dict()),
             "optimizer.pt": _torch_bytes(net.optimizer_.state_dict()),
-            "history.json": json.dumps(net.history.to_list()).encode(),
+            "history.json": history,
         }
+        os.makedirs(dirname, exist_ok=True)
         temporary = tempfile.mkdtemp(prefix=_TEMPORARY, dir=dirname)
         try:
+            os.chmod(temporary, 0o777 & ~_UMASK)  # as makedirs would, not mkdtemp's 0700
             for name in _FILES:
                 _write_file(os.path.join(temporary, name), contents[name])
             manifest = {"format": _FORMAT, "version": _VERSION, "epoch": epoch,

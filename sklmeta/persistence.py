@@ -65,7 +65,7 @@ estimator is built, most before torch unpickles a byte; each raises a
 - a width (``hidden_layer_sizes``, ``n_way_``, ``embedding_dim``) above
   :data:`MAX_WIDTH` (65536), ``n_features_in_`` above :data:`MAX_FEATURES`
   (1048576), more than 32 hidden layers, stored arrays whose data do not fill
-  their shape or whose elements exceed 4096 bytes;
+  their shape or whose dtype is wider than their data;
 - weights whose names, shapes or dtypes are not those of the network the saved
   parameters describe, compared on torch's ``meta`` device (no memory) before
   the network is built, so the network built holds no more than the file does.
@@ -124,7 +124,6 @@ MAX_WIDTH = 2**16        # a layer's width, n_way_, embedding_dim
 MAX_FEATURES = 2**20     # n_features_in_, n_features_padded_
 _MAX_RECORDS = 2**16     # records in the zip archive
 _MAX_DIMS = 8            # dimensions of a tensor
-_MAX_ITEMSIZE = 4096     # bytes per element of a stored string array (1024 characters)
 
 # The only classes load builds: looked up by name, never imported by name.
 _META_CLASSES = {cls.__name__: cls for cls in META_ESTIMATORS}
@@ -338,6 +337,8 @@ def atomic_write(path, write):
     except OSError as e:
         raise _write_error(path, e) from e
     try:
+        if hasattr(os, "fchmod"):  # the mode open() would give a new file, not mkstemp's 0600
+            os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -350,6 +351,15 @@ def atomic_write(path, write):
             raise _write_error(path, e) from e
         raise
     fsync_folder(folder)
+
+
+def _umask():
+    mask = os.umask(0o022)  # read once, at import: os.umask can only be read by setting it
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
 
 
 def fsync_folder(folder):
@@ -827,14 +837,19 @@ def _check_ndarrays(value, path):
             if (not isinstance(shape, tuple) or len(shape) > _MAX_DIMS
                     or not all(isinstance(s, int) and s >= 0 for s in shape)):
                 raise _damaged(path, f"an array of shape {shape!r}")
-            n = len(data) if isinstance(data, list) else (
-                data.numel() if isinstance(data, torch.Tensor) else -1)
-            if n != math.prod(shape) or dtype.itemsize > _MAX_ITEMSIZE or dtype.hasobject and (
-                    isinstance(data, torch.Tensor)) or dtype.kind not in "biufUSO":
-                raise _damaged(path, f"an array of dtype {dtype} and shape {shape} holding "
-                                     f"{n} values")
-            if isinstance(data, torch.Tensor) and dtype.kind not in "biuf":
-                raise _damaged(path, f"an array of dtype {dtype} stored as a tensor")
+            if isinstance(data, torch.Tensor):  # numbers: the dtype the tensor has
+                ok = dtype.kind in "biuf" and dtype.itemsize == data.element_size() and (
+                    data.numel() == math.prod(shape))
+            elif isinstance(data, list):  # strings, objects: no wider than the longest
+                longest = max((len(v) for v in data if isinstance(v, (str, bytes))), default=0)
+                width = {"U": 4 * max(longest, 1), "S": max(longest, 1), "O": dtype.itemsize}
+                ok = dtype.kind in width and dtype.itemsize <= width[dtype.kind] and (
+                    len(data) == math.prod(shape))
+            else:
+                ok = False
+            if not ok:
+                raise _damaged(path, f"an array of dtype {dtype} and shape {shape} that its "
+                                     "data do not fill")
             if isinstance(data, list):
                 _check_ndarrays(data, path)
             return
@@ -848,6 +863,7 @@ def _check_meta_payload(payload, path):
     state = payload["state_dict"]
     if not (isinstance(params, dict) and isinstance(attributes, dict)
             and isinstance(state, dict) and isinstance(payload["history"], list)
+            and all(isinstance(epoch, dict) for epoch in payload["history"])
             and all(isinstance(k, str) and isinstance(v, torch.Tensor)
                     for k, v in state.items())):
         raise _damaged(path, "its parameters, attributes, weights or history have the wrong "
@@ -919,17 +935,21 @@ def _rebuild(meta, payload, attributes, module, path):
     on load is here.
     """
     n_way = attributes.get("n_way_")
-    with torch.device("meta"):
-        if module is None:
-            dims = [attributes["n_features_in_"], *meta.hidden_layer_sizes,
-                    meta._n_outputs(n_way)]
-            layers = []
-            for a, b in zip(dims[:-1], dims[1:]):  # Linear, activation, ..., Linear
-                layers += [torch.nn.Linear(a, b), torch.nn.Identity()]
-            net = torch.nn.Sequential(*layers[:-1])
-        else:
-            net = copy.deepcopy(module).to("meta")
-        learner = meta._algorithm().learner(net, attributes["n_features_in_"])
+    try:
+        with torch.device("meta"):
+            if module is None:
+                dims = [attributes["n_features_in_"], *meta.hidden_layer_sizes,
+                        meta._n_outputs(n_way)]
+                layers = []
+                for a, b in zip(dims[:-1], dims[1:]):  # Linear, activation, ..., Linear
+                    _int_within(int(b), "a layer's width", 1, MAX_WIDTH, path)
+                    layers += [torch.nn.Linear(int(a), int(b)), torch.nn.Identity()]
+                net = torch.nn.Sequential(*layers[:-1])
+            else:
+                net = copy.deepcopy(module).to("meta")
+            learner = meta._algorithm().learner(net, attributes["n_features_in_"])
+    except (RuntimeError, OverflowError) as e:
+        raise _damaged(path, f"its parameters describe no network: {e}") from e
     expected = {k: (tuple(v.shape), v.dtype) for k, v in learner.state_dict().items()}
     state = payload["state_dict"]
     found = {k: (tuple(v.shape), v.dtype) for k, v in state.items()}

@@ -187,6 +187,19 @@ def test_a_failed_checkpoint_write_is_loud_and_recorded(sine_tasks, tmp_path, mo
                         ).fit(sine_tasks)
 
 
+class RecordsAnObject(Callback):
+    def on_epoch_end(self, net, **kwargs):
+        net.history.record("an_object", object())
+
+
+def test_a_history_json_cannot_hold_is_a_clear_error(sine_tasks, tmp_path):
+    with pytest.raises(TypeError, match="history as JSON, and epoch 1 holds a value JSON "
+                                        "cannot store"):
+        small_regressor(max_epochs=1, callbacks=[RecordsAnObject(), Checkpoint(tmp_path)]
+                        ).fit(sine_tasks)
+    assert last_epoch(tmp_path) == 0
+
+
 def latest_folder(dirname):
     return Path(dirname) / json.loads((Path(dirname) / "latest").read_text())["checkpoint"]
 

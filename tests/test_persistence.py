@@ -312,7 +312,12 @@ def test_shared_references_are_refused_before_anything_is_built(class_tasks, tmp
     ("attributes", {"n_features_in_": 1000},
      r"'net.0.weight' is torch.float32 of shape \(8, 10\) in the file but torch.float32 of "
      r"shape \(8, 1000\) in the network"),
-    ("params", {"hidden_layer_sizes": (8, 8)}, r"'net.2.bias' is .*\(2,\) in the file but .*\(8,\)"),
+    ("params", {"hidden_layer_sizes": (8, 8)},
+     r"'net.2.bias' is .*\(2,\) in the file but .*\(8,\)"),
+    # one name of 1e8 characters: 400 MB once decoded, 20 bytes in the file
+    ("attributes", {"feature_names_in_": {"__ndarray__": "<U100000000", "shape": (1,),
+                                          "data": ["a"]}},
+     r"an array of dtype <U100000000 and shape \(1,\) that its data do not fill"),
 ])
 def test_declared_sizes_are_checked_before_the_network_is_built(where, value, message,
                                                                 class_tasks, tmp_path,
@@ -421,6 +426,9 @@ def test_a_failed_save_keeps_the_previous_file(sine_tasks, tmp_path, monkeypatch
         sklmeta.save(meta, path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["meta.pt"]  # no temporary left
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() makes files
     monkeypatch.undo()
     assert same_state(sklmeta.load(path).net_.module_, meta.net_.module_)
 
