@@ -414,6 +414,7 @@ def read_bytes(path, max_bytes=MAX_FILE_BYTES):
                              "to read it (pass a larger max_bytes if you trust it).")
         return bytes(data)
     name = os.fspath(path)
+    _check_regular(os.stat(name), name)  # before opening: opening a device can act on it
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
         fd = os.open(name, flags)
@@ -421,11 +422,7 @@ def read_bytes(path, max_bytes=MAX_FILE_BYTES):
         raise ValueError(f"{name} is a directory, not a file written by sklmeta.save.") from e
     try:
         info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise ValueError(f"{name} is a directory, not a file written by sklmeta.save.")
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError(f"{name} is not a regular file (a FIFO, a device or a socket); "
-                             "sklmeta reads regular files only.")
+        _check_regular(info, name)  # again: it may have been replaced in between
         if info.st_size > max_bytes:
             raise ValueError(f"{name} is {info.st_size} bytes, more than max_bytes="
                              f"{max_bytes}; refusing to read it (pass a larger max_bytes "
@@ -442,6 +439,14 @@ def read_bytes(path, max_bytes=MAX_FILE_BYTES):
     finally:
         os.close(fd)
     return b"".join(chunks)
+
+
+def _check_regular(info, name):
+    if stat.S_ISDIR(info.st_mode):
+        raise ValueError(f"{name} is a directory, not a file written by sklmeta.save.")
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{name} is not a regular file (a FIFO, a device or a socket); "
+                         "sklmeta reads regular files only.")
 
 
 def _refuse_code(path, named):
