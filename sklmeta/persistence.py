@@ -933,6 +933,8 @@ def _estimator_state(meta):
 def _rebuild(meta, payload, attributes, module, path):
     """Check the saved weights' shapes against ``meta``'s architecture, then restore.
 
+    Returns the fitted ``meta`` and the module its adapted estimators predict with.
+
     The architecture is built on torch's ``meta`` device (shapes, no memory)
     with the estimator's own algorithm, so the check allocates nothing; only
     weights of exactly those shapes reach ``_restore``, which builds the
@@ -969,8 +971,9 @@ def _rebuild(meta, payload, attributes, module, path):
             f"{_describe(expected.get(first))} in the network ({len(wrong)} tensors differ)."
         )
     try:
-        return meta._restore(state, _decode(payload["history"]), attributes,
-                             training=bool(payload["training"]))
+        meta._restore(state, _decode(payload["history"]), attributes,
+                      training=bool(payload["training"]))
+        return meta, meta._predict_module_
     except RuntimeError as e:  # load_state_dict: anything the shape check missed
         raise ValueError(
             f"The saved weights do not fit the network built from the saved parameters"
@@ -1074,14 +1077,14 @@ def load(path, *, module=None, device=None, max_bytes=MAX_FILE_BYTES):
         if name in _ADAPTED_CLASSES:
             attributes = payload["attributes"]
             _check_adapted_attributes(attributes, path)
-            meta = _load_meta(payload["meta_estimator"], module, device, path)
-            return _adapted(_ADAPTED_CLASSES[name], meta, _decode(attributes))
-        return _load_meta(payload, module, device, path)
+            meta, predict_module = _load_meta(payload["meta_estimator"], module, device, path)
+            return _adapted(_ADAPTED_CLASSES[name], meta, predict_module, _decode(attributes))
+        return _load_meta(payload, module, device, path)[0]
     except (KeyError, TypeError, AttributeError, IndexError) as e:
         raise _damaged(path, f"{type(e).__name__}: {e}") from e
 
 
-def _adapted(cls, meta, attributes):
+def _adapted(cls, meta, predict_module, attributes):
     """The adapted estimator ``meta`` had adapted, from its saved attributes."""
     adapted = cls(meta_estimator=meta)
     for key in _ADAPTED_ATTRIBUTES:
@@ -1089,5 +1092,5 @@ def _adapted(cls, meta, attributes):
             setattr(adapted, key, attributes[key])
     device = meta.net_.device
     adapted.params_ = {k: v.to(device) for k, v in adapted.params_.items()}
-    adapted.module_ = meta._predict_module_  # private: the meta-estimator's predict module
+    adapted.module_ = predict_module
     return adapted
