@@ -16,19 +16,21 @@ Meta-SGD's step sizes), ``optimizer.pt``, ``history.json`` and, last,
 folder is then renamed to ``epoch-NNNNNN.<token>`` and the file ``latest``,
 which names it, is replaced atomically (:func:`sklmeta.persistence.atomic_write`).
 Replacing ``latest`` is the commit: a process killed at any moment before it
-leaves the previous checkpoint in force, after it the new one. Only then are
-older checkpoints (beyond ``keep``) and leftover temporary folders removed. A
-failed write (a full disk, a read-only folder) records ``event_cp=False`` and
-raises :class:`CheckpointError` (``on_error="raise"``, the default) or warns
-(``on_error="warn"``).
+leaves the previous checkpoint in force, after it the new one. (The first save
+in a folder first writes a ``latest`` that names no checkpoint yet.) Only then
+are older checkpoints (beyond ``keep``) and the leftovers of killed writes
+removed. A failed write (a full disk, a folder that cannot be created) records
+``event_cp=False`` and raises :class:`CheckpointError` (``on_error="raise"``,
+the default) or warns (``on_error="warn"``).
 
 :class:`LoadInitState` loads the checkpoint that ``latest`` names at train
 begin: weights, optimizer state and history, after checking every file against
-the manifest. A folder that does not exist, or holds nothing but temporary
-folders, is a fresh start. Anything else that is not a complete checkpoint (a
-file missing or changed, ``latest`` missing while checkpoints or other files
-are there, skorch's own checkpoint files) raises a ``ValueError`` naming what is
-wrong: it never starts over silently. The files are read by
+the manifest. A folder that does not exist, holds nothing but the leftovers of
+a killed write, or whose ``latest`` names no checkpoint yet is a fresh start.
+Anything else that is not a complete checkpoint (a file missing or changed,
+``latest`` missing while checkpoints or other files are there, skorch's own
+checkpoint files) raises a ``ValueError`` naming what is wrong: it never
+starts over silently. The files are read by
 :func:`sklmeta.persistence.read_torch`: regular files only, within the size
 bound, a strict pickle allow-list, ``torch.load(weights_only=True)``.
 
@@ -38,6 +40,7 @@ bit-identical weights and optimizer state to 6 epochs (each epoch draws its
 episodes from the fit's seed and its number, which the loaded history gives).
 """
 
+import contextlib
 import hashlib
 import io
 import json
@@ -63,6 +66,7 @@ _FILES = ("params.pt", "optimizer.pt", "history.json")
 _LATEST = "latest"
 _FOLDER = re.compile(r"^epoch-(\d{6,})\.[0-9a-f]{8}$")
 _TEMPORARY = ".tmp-"
+_LEFTOVERS = (_TEMPORARY, f".{_LATEST}.")  # what a killed write leaves: ignored, then removed
 
 
 class CheckpointError(OSError):
@@ -87,6 +91,12 @@ def _torch_bytes(obj):
     return buffer.getvalue()
 
 
+def _point(latest, name, epoch):
+    """Replace the file ``latest`` atomically: it names the checkpoint in force."""
+    pointer = json.dumps({"checkpoint": name, "epoch": epoch}).encode()
+    atomic_write(latest, lambda f: f.write(pointer))
+
+
 def _sha256(data):
     return hashlib.sha256(data).hexdigest()
 
@@ -97,7 +107,7 @@ def _read_latest(dirname):
     if not os.path.lexists(latest):
         if not os.path.isdir(dirname):
             return None
-        others = [n for n in os.listdir(dirname) if not n.startswith(_TEMPORARY)]
+        others = [n for n in os.listdir(dirname) if not n.startswith(_LEFTOVERS)]
         if not others:
             return None  # nothing, or only the leftovers of a write that was killed
         raise ValueError(
@@ -111,6 +121,8 @@ def _read_latest(dirname):
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{latest} is damaged ({e}); it should name the last complete "
                          "checkpoint.") from e
+    if name is None:
+        return None  # the folder was started, no checkpoint committed yet
     if not isinstance(name, str) or not _FOLDER.match(name):
         raise ValueError(f"{latest} names {name!r}, which is not a checkpoint folder.")
     return os.path.join(dirname, name)
@@ -287,6 +299,9 @@ class Checkpoint(Callback):
             "history.json": history,
         }
         os.makedirs(dirname, exist_ok=True)
+        latest = os.path.join(dirname, _LATEST)
+        if not os.path.lexists(latest):  # claim the folder: "no checkpoint committed yet"
+            _point(latest, None, 0)
         temporary = tempfile.mkdtemp(prefix=_TEMPORARY, dir=dirname)
         try:
             os.chmod(temporary, 0o777 & ~_UMASK)  # as makedirs would, not mkdtemp's 0700
@@ -303,8 +318,7 @@ class Checkpoint(Callback):
             shutil.rmtree(temporary, ignore_errors=True)
             raise
         fsync_folder(dirname)
-        pointer = json.dumps({"checkpoint": name, "epoch": epoch}).encode()
-        atomic_write(os.path.join(dirname, _LATEST), lambda f: f.write(pointer))  # the commit
+        _point(latest, name, epoch)  # the commit
         self._prune(dirname, name)
         return os.path.join(dirname, name)
 
@@ -318,8 +332,12 @@ class Checkpoint(Callback):
         for name in os.listdir(dirname):
             if name == current or name in kept:
                 continue
+            path = os.path.join(dirname, name)
             if _FOLDER.match(name) or name.startswith(_TEMPORARY):
-                shutil.rmtree(os.path.join(dirname, name), ignore_errors=True)
+                shutil.rmtree(path, ignore_errors=True)
+            elif name.startswith(_LEFTOVERS):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
 
 
 class LoadInitState(Callback):

@@ -115,23 +115,24 @@ def count_write_steps(monkeypatch, steps):
         monkeypatch.setattr(module, name, step(name, getattr(module, name)))
 
 
+@pytest.mark.parametrize("epoch", [1, 2], ids=["first save", "later save"])
 def test_a_kill_at_any_write_step_resumes_from_the_last_complete_checkpoint(
-        sine_tasks, tmp_path, monkeypatch):
-    full = small_regressor(max_epochs=4, early_stopping=False).fit(sine_tasks)
+        epoch, sine_tasks, tmp_path, monkeypatch):
+    full = small_regressor(max_epochs=3, early_stopping=False).fit(sine_tasks)
     steps = STEPS
     steps.update(log=[], armed=False, kill=None)
     count_write_steps(monkeypatch, steps)
 
     def first_run(dirname):
-        cbs = [Arm(2), *checkpointing(dirname)]
-        return small_regressor(max_epochs=2, early_stopping=False, callbacks=cbs)
+        cbs = [Arm(epoch), *checkpointing(dirname)]
+        return small_regressor(max_epochs=epoch, early_stopping=False, callbacks=cbs)
 
     first_run(tmp_path / "count").fit(sine_tasks)
     log = list(steps["log"])
     names = [name for name, _ in log]
     assert {"_write_file", "fsync", "rename", "replace"} <= set(names) and len(log) >= 10
-    commit = next(i for i, (name, arg) in enumerate(log)
-                  if name == "replace" and arg.endswith(".tmp"))  # latest put in place
+    commit = max(i for i, (name, arg) in enumerate(log)  # the new latest put in place
+                 if name == "replace" and os.path.basename(arg).startswith(".latest."))
     for kill in range(len(log)):
         dirname = tmp_path / f"kill-{kill}"
         steps.update(log=[], kill=kill)
@@ -139,10 +140,12 @@ def test_a_kill_at_any_write_step_resumes_from_the_last_complete_checkpoint(
             first_run(dirname).fit(sine_tasks)
         steps.update(armed=False, kill=None)
         loaded = last_epoch(dirname)
-        assert loaded == (2 if kill > commit else 1), (kill, log[kill])
-        resumed = small_regressor(max_epochs=4 - loaded, early_stopping=False,
+        assert loaded == (epoch if kill > commit else epoch - 1), (kill, log[kill])
+        resumed = small_regressor(max_epochs=3 - loaded, early_stopping=False,
                                   callbacks=checkpointing(dirname)).fit(sine_tasks)
         assert_same_training(full, resumed)
+        assert sorted(p.name.split(".")[0] for p in dirname.iterdir()) == [
+            "epoch-000003", "latest"]  # what the killed write left is gone
 
 
 def fail_writes(monkeypatch, after=0):
