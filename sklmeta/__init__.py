@@ -30,7 +30,7 @@ _EXPORTS = {
     "stack_tasks": "tasks",
     "train_test_split_classes": "tasks",
 }
-_SUBMODULES = ("datasets", "model_selection")
+_SUBMODULES = ("callbacks", "datasets", "model_selection")
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES])
 

@@ -9,8 +9,8 @@ attributes all at once. Adaptation and scoring go through
 declares its parameters and builds its algorithm in ``__sklmeta_algorithm__``.
 
 The interface this module offers the rest of the package: :class:`MetaEstimatorBase`,
-:data:`SAVED_ATTRIBUTES`, :func:`fitted_state` and :func:`restore_fitted`
-(for :mod:`sklmeta.persistence`).
+:data:`SAVED_ATTRIBUTES`, :func:`build_learner`, :func:`fitted_state` and
+:func:`restore_fitted` (for :mod:`sklmeta.persistence`).
 """
 
 import numbers
@@ -40,7 +40,8 @@ from ._validation import check_hidden_layer_sizes
 from .tasks import TaskSplitter
 
 __all__ = ["GRADIENT_CONSTRAINTS", "SAVED_ATTRIBUTES", "GradientBased", "MetaClassifierBase",
-           "MetaEstimatorBase", "MetaRegressorBase", "fitted_state", "restore_fitted"]
+           "MetaEstimatorBase", "MetaRegressorBase", "build_learner", "fitted_state",
+           "restore_fitted"]
 
 # What sklmeta.save stores besides the Learner's weights and the history; the
 # network-derived attributes (module_, inner_lrs_, inner_loop_) are rebuilt.
@@ -173,9 +174,7 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
 
     def _net(self, n_way, n_features, init_seed, valid_ds=None):
         algorithm = self.__sklmeta_algorithm__()
-        module = network(self.module, n_features, self._output_width(n_way),
-                         self.hidden_layer_sizes, self.activation, init_seed)
-        learner = algorithm.learner(module, n_features)
+        learner = build_learner(self, n_way, n_features, init_seed)
         return build_net(
             learner, algorithm, task="classification" if is_classifier(self) else "regression",
             n_way=n_way, meta_lr=self.meta_lr, max_epochs=self.max_epochs,
@@ -390,6 +389,18 @@ class GradientBased:
 
 
 # ------------------------------------------------------------------ persistence
+def build_learner(est, n_way, n_features, init_seed=0, device="cpu"):
+    """What ``est`` meta-learns, as its fit builds it: the network and any step sizes.
+
+    On ``device="meta"`` it is the architecture alone (shapes, no memory), what
+    :func:`sklmeta.load` checks a file's weights against before building anything.
+    """
+    module = network(est.module, n_features, est._output_width(n_way), est.hidden_layer_sizes,
+                     est.activation, init_seed, device=device)
+    with torch.device(device):
+        return est.__sklmeta_algorithm__().learner(module, n_features)
+
+
 def fitted_state(est):
     """What :func:`sklmeta.save` stores of a fitted meta-estimator.
 

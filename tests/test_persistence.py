@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import warnings
 
 import joblib
 import numpy as np
@@ -23,6 +24,7 @@ from sklmeta import (
 )
 from sklmeta._base import SAVED_ATTRIBUTES
 from sklmeta.estimators import META_ESTIMATORS as META_CLASSES
+from sklmeta.persistence import _write as write  # a payload, with its checksum
 
 
 def tiny(cls, **params):
@@ -175,7 +177,7 @@ def test_other_formats_and_versions_are_refused(class_tasks, tmp_path):
 
     torch.save({**saved, "format_version": 999, "sklmeta_version": "9.0"}, path)
     with pytest.raises(ValueError, match=r"format version 999 \(written by sklmeta 9.0\); "
-                                         r"this sklmeta .* reads version 1"):
+                                         r"this sklmeta .* reads versions 1, 2"):
         sklmeta.load(path)
     torch.save(meta.net_.module_.state_dict(), path)  # a plain torch checkpoint
     with pytest.raises(ValueError, match="not a file written by sklmeta.save .*format marker"):
@@ -186,10 +188,11 @@ def test_other_formats_and_versions_are_refused(class_tasks, tmp_path):
     path.write_bytes(b"")
     with pytest.raises(ValueError, match="not a file written by sklmeta.save"):
         sklmeta.load(path)
-    torch.save({**saved, "estimator": {**saved["estimator"], "class": "os.system"}}, path)
+    # with a valid checksum (sklmeta's own writer): refused for what they hold
+    write({**saved["estimator"], "class": "os.system"}, path)
     with pytest.raises(ValueError, match="'os.system', which is not one of sklmeta's"):
         sklmeta.load(path)
-    torch.save({**saved, "estimator": {"class": "MAMLClassifier"}}, path)
+    write({"class": "MAMLClassifier"}, path)
     with pytest.raises(ValueError, match="damaged sklmeta file"):
         sklmeta.load(path)
 
@@ -267,3 +270,220 @@ def test_only_sklmeta_estimators_are_saved(class_tasks, tmp_path):
     X, y = class_tasks[0]
     with pytest.raises(TypeError, match="got MyMAML"):
         sklmeta.save(meta.adapt(X[:10], y[:10]), tmp_path / "x.pt")
+
+
+# ------------------------------------------------ bounds, checksums, atomic saves
+def saved_document(meta, tmp_path):
+    """What sklmeta.save wrote for ``meta``, as torch's loader reads it."""
+    path = tmp_path / "meta.pt"
+    sklmeta.save(meta, path)
+    return torch.load(path, weights_only=True)
+
+
+def laughs(depth):
+    """A list of two references to a list of two references to ... : 2**depth leaves."""
+    value = ["ha"]
+    for _ in range(depth):
+        value = [value, value]
+    return value
+
+
+def test_shared_references_are_refused_before_anything_is_built(class_tasks, tmp_path):
+    document = saved_document(tiny(MAMLClassifier, max_epochs=1).fit(class_tasks), tmp_path)
+    path = tmp_path / "laughs.pt"
+    # 2**40 leaves once expanded, a few kilobytes on disk (the old loader walked them all)
+    torch.save({**document, "estimator": {**document["estimator"], "history": laughs(40)}},
+               path)
+    assert path.stat().st_size < 10_000
+    with pytest.raises(ValueError, match="refers to one list, tuple or dict twice"):
+        sklmeta.load(path)
+    nested = []
+    for _ in range(100):
+        nested = [nested]
+    torch.save({**document, "estimator": {**document["estimator"], "history": nested}}, path)
+    with pytest.raises(ValueError, match="nest deeper than MAX_DEPTH=32"):
+        sklmeta.load(path)
+
+
+@pytest.mark.parametrize("where, value, message", [
+    ("params", {"hidden_layer_sizes": (10**9,)}, r"hidden_layer_sizes\[0\] is 1000000000"),
+    ("attributes", {"n_features_in_": 200_000_000}, "n_features_in_ is 200000000"),
+    ("attributes", {"n_way_": 10**9}, "n_way_ is 1000000000"),
+    # within the bounds, but not what the saved weights are: refused by shape, unbuilt
+    ("attributes", {"n_features_in_": 1000},
+     r"'net.0.weight' is torch.float32 of shape \(8, 10\) in the file but torch.float32 of "
+     r"shape \(8, 1000\) in the network"),
+    ("params", {"hidden_layer_sizes": (8, 8)},
+     r"'net.2.bias' is .*\(2,\) in the file but .*\(8,\)"),
+    # one name of 1e8 characters: 400 MB once decoded, 20 bytes in the file
+    ("attributes", {"feature_names_in_": {"__ndarray__": "<U100000000", "shape": (1,),
+                                          "data": ["a"]}},
+     r"an array of dtype <U100000000 and shape \(1,\) that its data do not fill"),
+])
+def test_declared_sizes_are_checked_before_the_network_is_built(where, value, message,
+                                                                class_tasks, tmp_path,
+                                                                monkeypatch):
+    document = saved_document(tiny(MAMLClassifier, max_epochs=1).fit(class_tasks), tmp_path)
+    estimator = document["estimator"]
+    write({**estimator, where: {**estimator[where], **value}}, tmp_path / "absurd.pt")
+    built = []
+    real = torch.nn.Module.to_empty
+    # the network is never built (to_empty is where make_mlp allocates its weights)
+    monkeypatch.setattr(torch.nn.Module, "to_empty",
+                        lambda self, **kw: built.append(self) or real(self, **kw))
+    with pytest.raises(ValueError, match=message):
+        sklmeta.load(tmp_path / "absurd.pt")
+    assert built == []
+
+
+def test_a_stride_0_tensor_is_refused_unexpanded(class_tasks, tmp_path):
+    meta = tiny(MAMLRegressor, standardize=True, early_stopping=False)
+    X, y = class_tasks[0]
+    adapted = meta.fit([(X, y.astype(float)) for X, y in class_tasks]).adapt(X[:10], y[:10])
+    path = tmp_path / "adapted.pt"
+    sklmeta.save(adapted, path)
+    document = torch.load(path, weights_only=True)
+    # 2.5e9 float32 zeros in 4 bytes of storage; decoding them as float64 took 20 GB
+    huge = torch.zeros(1).expand(2_500_000_000)
+    attributes = {**document["estimator"]["attributes"],
+                  "mean_": {"__ndarray__": "<f8", "shape": (2_500_000_000,), "data": huge}}
+    torch.save({**document, "estimator": {**document["estimator"], "attributes": attributes}},
+               path)
+    assert path.stat().st_size < 100_000
+    with pytest.raises(ValueError, match=r"size \(2500000000,\) has stride \(0,\)"):
+        sklmeta.load(path)
+
+
+def test_a_pickle_calling_bytearray_is_refused_before_it_runs(tmp_path):
+    path = tmp_path / "bytearray.pt"
+    # GLOBAL builtins.bytearray, 2e9 as an int, TUPLE1, REDUCE: 2 GB allocated on unpickling
+    path.write_bytes(b"\x80\x02cbuiltins\nbytearray\nJ\x00\x945w\x85R.")
+    with pytest.raises(ValueError, match=r"Refusing to load .*\(it names builtins.bytearray\)"):
+        sklmeta.load(path)
+
+
+def flip_a_weight_bit(path):
+    """Flip one bit of the first stored weight, in place (as a bad disk or copy would)."""
+    data = bytearray(path.read_bytes())
+    at = data.index(torch.load(path, weights_only=True)["estimator"]["state_dict"][
+        "net.0.weight"].numpy().tobytes())
+    data[at + 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def test_a_corrupted_file_is_refused(sine_tasks, tmp_path):
+    meta = tiny(MAMLRegressor, max_epochs=1).fit(sine_tasks)
+    path = tmp_path / "meta.pt"
+    sklmeta.save(meta, path)
+    flip_a_weight_bit(path)
+    with pytest.raises(ValueError, match="damaged sklmeta file .*CRC"):
+        sklmeta.load(path)
+    # edited consistently (the zip's CRCs recomputed): the checksum still tells
+    sklmeta.save(meta, path)
+    document = torch.load(path, weights_only=True)
+    document["estimator"]["state_dict"]["net.0.weight"][0, 0] += 1e-3
+    torch.save(document, path)
+    with pytest.raises(ValueError, match="checksum does not match its contents"):
+        sklmeta.load(path)
+    document["estimator"]["params"]["inner_lr"] = 0.5  # parameters are covered too
+    write(document["estimator"], path)
+    assert sklmeta.load(path).inner_lr == 0.5
+    document = torch.load(path, weights_only=True)
+    document["estimator"]["params"]["inner_lr"] = 0.25
+    torch.save(document, path)
+    with pytest.raises(ValueError, match="checksum does not match"):
+        sklmeta.load(path)
+
+
+def test_version_1_files_load_with_a_warning(sine_tasks, tmp_path):
+    meta = tiny(MAMLRegressor, max_epochs=1).fit(sine_tasks)
+    document = saved_document(meta, tmp_path)
+    assert document["format_version"] == 2 and len(document["sha256"]) == 64
+    del document["sha256"]
+    torch.save({**document, "format_version": 1}, tmp_path / "v1.pt")
+    with pytest.warns(UserWarning, match="version 1, which has no checksum"):
+        loaded = sklmeta.load(tmp_path / "v1.pt")
+    assert same_state(loaded.net_.module_, meta.net_.module_)
+
+
+def fail_half_way(obj, f):
+    """torch.save on a full disk: part of the file written, then ENOSPC."""
+    if hasattr(f, "write"):
+        f.write(b"PK\x03\x04 half a file")
+    else:
+        with open(f, "wb") as out:
+            out.write(b"PK\x03\x04 half a file")
+    raise OSError(28, "No space left on device")
+
+
+def test_a_failed_save_keeps_the_previous_file(sine_tasks, tmp_path, monkeypatch):
+    meta = tiny(MAMLRegressor, max_epochs=1).fit(sine_tasks)
+    path = tmp_path / "meta.pt"
+    sklmeta.save(meta, path)
+    before = path.read_bytes()
+    monkeypatch.setattr(torch, "save", fail_half_way)
+    with pytest.raises(OSError, match=f"could not write {path}: No space left on device; the "
+                                      "previous file there, if any, is unchanged"):
+        sklmeta.save(meta, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["meta.pt"]  # no temporary left
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() makes files
+    monkeypatch.undo()
+    assert same_state(sklmeta.load(path).net_.module_, meta.net_.module_)
+
+
+def test_only_regular_files_are_read(tmp_path):
+    import threading
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    outcome = []
+
+    def load_fifo():
+        try:
+            sklmeta.load(fifo)
+        except ValueError as e:
+            outcome.append(str(e))
+
+    reader = threading.Thread(target=load_fifo, daemon=True)
+    reader.start()
+    reader.join(timeout=10)  # the old loader waited forever for a writer
+    assert not reader.is_alive()
+    assert outcome and "not a regular file (a FIFO" in outcome[0]
+    with pytest.raises(ValueError, match="/dev/zero is not a regular file"):
+        sklmeta.load("/dev/zero")  # the old loader read it until memory ran out
+    with pytest.raises(ValueError, match="is a directory"):
+        sklmeta.load(tmp_path)
+    (tmp_path / "big.pt").write_bytes(b"\x80" * 1000)
+    with pytest.raises(ValueError, match="1000 bytes, more than max_bytes=999"):
+        sklmeta.load(tmp_path / "big.pt", max_bytes=999)
+    with pytest.raises(FileNotFoundError):
+        sklmeta.load(tmp_path / "missing.pt")
+
+
+def test_a_cuda_file_loads_on_a_machine_without_cuda(class_tasks, tmp_path, monkeypatch):
+    from skorch.exceptions import DeviceWarning
+
+    meta = tiny(MAMLClassifier, max_epochs=1).fit(class_tasks)
+    X, y = class_tasks[0]
+    adapted = meta.adapt(X[:10], y[:10])
+    document = saved_document(adapted, tmp_path)
+    estimator = document["estimator"]
+    estimator["meta_estimator"]["params"]["device"] = "cuda"  # as if trained on a GPU
+    write(estimator, tmp_path / "cuda.pt")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the machine lacks one
+    with pytest.warns(DeviceWarning, match="saved with device='cuda' but CUDA is not "
+                                           "available; loading it on device 'cpu'"):
+        fallback = sklmeta.load(tmp_path / "cuda.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        chosen = sklmeta.load(tmp_path / "cuda.pt", device="cpu")
+    for loaded in (fallback, chosen):
+        assert loaded.meta_estimator.device == "cpu"
+        assert np.array_equal(loaded.predict_proba(X[10:]), adapted.predict_proba(X[10:]))
+    # device= overrides the saved device the other way too (refused here: no CUDA)
+    sklmeta.save(meta, tmp_path / "cpu.pt")
+    with pytest.raises(ValueError, match="device='cuda' but CUDA is not available"):
+        sklmeta.load(tmp_path / "cpu.pt", device="cuda")
