@@ -1,6 +1,7 @@
 """sklmeta: meta-learning (MAML and its cousins) behind the scikit-learn API."""
 
 from . import datasets, model_selection
+from ._show_versions import show_versions
 from .estimators import (
     AdaptedClassifier,
     AdaptedRegressor,
@@ -38,6 +39,7 @@ __all__ = [
     "load",
     "model_selection",
     "save",
+    "show_versions",
     "stack_tasks",
     "train_test_split_classes",
 ]
