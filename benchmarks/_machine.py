@@ -1,15 +1,34 @@
-"""What the benchmark scripts print about the machine they ran on."""
+"""What the benchmark scripts print about the machine they ran on.
 
-import platform
+One source for it, shared with ``sklmeta.show_versions()``: the dicts of
+``sklmeta/_show_versions.py`` (system, dependencies, torch's build), so a report's
+machine line and a bug report's ``show_versions()`` say the same things the same way.
+"""
+
+from sklmeta._show_versions import _cpu_name, _get_deps_info, _get_sys_info, _get_torch_info
 
 
 def cpu_name():
     """The CPU model, where the platform tells it."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _cpu_name()
+
+
+def machine_line():
+    """``<platform>, <CPU model>, <n> CPUs`` (and the usable ones, where fewer)."""
+    info = _get_sys_info()
+    cpus = f"{info['cores']} CPUs"
+    if info["usable cores"] != info["cores"]:
+        cpus += f" ({info['usable cores']} usable)"
+    line = f"{info['machine']}, {info['cpu']}, {cpus}"
+    cuda = _get_torch_info()
+    if cuda["CUDA available"]:
+        line += f", {cuda['CUDA devices']} CUDA device(s) (CUDA {cuda['CUDA build']})"
+    return line
+
+
+def versions_line():
+    """``python X, torch Y, skorch Z, scikit-learn W, sklmeta V``."""
+    info, deps = _get_sys_info(), _get_deps_info()
+    python = info["python"].split()[0]
+    names = ["torch", "skorch", "scikit-learn", "sklmeta"]
+    return f"python {python}, " + ", ".join(f"{name} {deps[name]}" for name in names)

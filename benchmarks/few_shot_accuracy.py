@@ -26,20 +26,16 @@ The output is meant to be pasted into the README as is.
 """
 
 import argparse
-import os
-import platform
 import shlex
 import sys
 import time
 import warnings
 
-import sklearn
 import torch
-from _machine import cpu_name  # benchmarks/, on the path of a script run from it
+from _machine import machine_line, versions_line  # benchmarks/: the script's own folder
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
-import sklmeta
 from sklmeta._cli import report, run
 from sklmeta._cli.scenarios import MAML, SCENARIOS
 
@@ -150,10 +146,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     print("# Few-shot accuracy benchmarks" + (" (--quick: smoke test only)" if args.quick else ""))
     print()
-    print(f"- machine: {platform.platform()}, {cpu_name()}, {os.cpu_count()} CPUs "
-          f"({args.threads} thread(s) used)")
-    print(f"- python {platform.python_version()}, torch {torch.__version__}, scikit-learn "
-          f"{sklearn.__version__}, sklmeta {sklmeta.__version__}")
+    print(f"- machine: {machine_line()} ({args.threads} thread(s) used)")
+    print(f"- {versions_line()}")
     print(f"- command: `{shlex.join(['python'] + sys.argv)}`")
     print("- every figure: mean over episodes [95% Student-t confidence interval, clipped to "
           "the metric's range]; all methods of a table see the very same episodes; a verdict "

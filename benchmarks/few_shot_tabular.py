@@ -20,7 +20,6 @@ Usage::
 
 import argparse
 import copy
-import platform
 import shlex
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import time
 import warnings
 
 import torch
+from _machine import machine_line, versions_line  # benchmarks/: the script's own folder
 from sklearn.datasets import load_digits
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -137,8 +137,8 @@ def main(argv=None):
     torch.set_num_threads(1)
     start = time.perf_counter()
     print("# Few-shot classification on tabular data: every algorithm\n")
-    print(f"- machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-          f"torch {torch.__version__}, 1 thread, sklmeta {sklmeta.__version__}")
+    print(f"- machine: {machine_line()}; torch 1 thread")
+    print(f"- {versions_line()}")
     print(f"- command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`\n")
     out = args.out or tempfile.mkdtemp(prefix="sklmeta-tabular-")
     status = cli_main(["compare", "--scenario", "shared-structure", "digits", "cross-dataset",

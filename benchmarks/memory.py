@@ -30,13 +30,10 @@ Usage::
 import argparse
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
 import time
-
-from _machine import cpu_name  # benchmarks/, on the path of a script run from it
 
 MB = 1e6
 N_SAMPLES = 50  # points per sinusoid task
@@ -217,16 +214,14 @@ def main(argv=None):
         return
     budget = BUDGETS["quick" if args.quick else "full"]
 
-    import torch
-
-    import sklmeta
+    # imports sklmeta and torch: only here, not in the --child processes' module scope
+    from _machine import machine_line, versions_line  # benchmarks/: the script's own folder
 
     start = time.perf_counter()
     print("# Memory of meta-training" + (" (--quick: smoke test only)" if args.quick else ""))
     print()
-    print(f"- machine: {platform.platform()}, {cpu_name()}, {os.cpu_count()} CPUs; "
-          f"torch {torch.__version__} (1 thread), sklmeta {sklmeta.__version__}, "
-          f"python {platform.python_version()}")
+    print(f"- machine: {machine_line()}; torch 1 thread")
+    print(f"- {versions_line()}")
     print(f"- command: `{shlex.join(['python'] + sys.argv)}`")
     print(f"- problem: sinusoid tasks of {N_SAMPLES} points, K={K_SHOT} support + {N_QUERY} "
           f"query points per episode, MLP 1-{'-'.join(map(str, HIDDEN))}-1 ReLU, "

@@ -31,7 +31,6 @@ Usage::
 
 import argparse
 import copy
-import platform
 import shlex
 import sys
 import time
@@ -40,6 +39,7 @@ import warnings
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _machine import machine_line, versions_line  # benchmarks/: the script's own folder
 from torch.utils.flop_counter import FlopCounterMode
 
 import sklmeta
@@ -223,9 +223,9 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     device = args.device
     print("# Meta-step speed\n")
-    print(f"- machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} torch thread(s), device {device}; torch {torch.__version__}, "
-          f"sklmeta {sklmeta.__version__}")
+    print(f"- machine: {machine_line()}; {torch.get_num_threads()} torch thread(s), "
+          f"device {device}")
+    print(f"- {versions_line()}")
     print(f"- command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`")
     print(f"- problem: meta-batch {T}, K={K}+{K}, MLP 1-40-40-1 ReLU, Adam 1e-3, inner lr {LR}\n")
     data = batches(20, device)

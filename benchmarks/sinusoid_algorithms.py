@@ -19,12 +19,12 @@ Usage::
 """
 
 import argparse
-import platform
 import shlex
 import sys
 import time
 
 import torch
+from _machine import machine_line, versions_line  # benchmarks/: the script's own folder
 
 import sklmeta
 from sklmeta import TaskSplitter, stack_tasks
@@ -53,8 +53,8 @@ def main(argv=None):
     torch.set_num_threads(1)
     start = time.perf_counter()
     print("# Every regressor on the MAML paper's sinusoids (K=5)\n")
-    print(f"- machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-          f"torch {torch.__version__}, 1 thread, sklmeta {sklmeta.__version__}")
+    print(f"- machine: {machine_line()}; torch 1 thread")
+    print(f"- {versions_line()}")
     print(f"- command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`")
     print(f"- {args.steps} meta-steps per model, meta-batch {META_BATCH}, 20,000 training tasks "
           f"of 50 points; {args.test_tasks} fresh test tasks, {K} support and {N_QUERY_TEST} "

@@ -20,15 +20,14 @@ Usage::
 """
 
 import argparse
-import platform
 import shlex
 import sys
 import time
 
 import numpy as np
 import torch
+from _machine import machine_line, versions_line  # benchmarks/: the script's own folder
 
-import sklmeta
 from sklmeta import MAMLRegressor, TaskSplitter, stack_tasks
 from sklmeta._core import EpisodeLoss, make_mlp, select_inner_loop
 from sklmeta.datasets import make_sinusoid_tasks
@@ -98,8 +97,8 @@ def main(argv=None):
     start = time.perf_counter()
 
     print("# MAML paper: sinusoid regression\n")
-    print(f"- machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-          f"torch {torch.__version__}, {args.threads} thread(s), sklmeta {sklmeta.__version__}")
+    print(f"- machine: {machine_line()}; torch {args.threads} thread(s)")
+    print(f"- {versions_line()}")
     print(f"- command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`")
     print(f"- {args.steps} meta-steps per model, meta-batch {META_BATCH}, Adam 1e-3, 1 inner step "
           f"(lr {INNER_LR}), MLP 1-40-40-1 ReLU; {args.train_tasks} training tasks of 50 points; "

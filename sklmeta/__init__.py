@@ -26,6 +26,7 @@ _EXPORTS = {
     "adapt": "adapted",
     "load": "persistence",
     "save": "persistence",
+    "show_versions": "_show_versions",
     "TaskSplitter": "tasks",
     "stack_tasks": "tasks",
     "train_test_split_classes": "tasks",

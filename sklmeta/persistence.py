@@ -91,7 +91,6 @@ tensor-rebuilding functions) passed as ``trusted`` to load, which is trusting
 the file. Use this module for files from elsewhere.
 """
 
-import copy
 import hashlib
 import io
 import math
