@@ -15,6 +15,7 @@ _EXPORTS = {
     "ANILRegressor": "estimators",
     "AdaptedClassifier": "adapted",
     "AdaptedRegressor": "adapted",
+    "DivergenceWarning": "_training",
     "MAMLClassifier": "estimators",
     "MAMLRegressor": "estimators",
     "MetaSGDClassifier": "estimators",

@@ -33,8 +33,9 @@ from sklearn.utils.validation import (
 )
 
 from ._core import EpisodeLoss, select_inner_loop
-from ._episodes import is_task_list, label_repr
-from ._preprocessing import numeric_target, standardiser, to_tensor
+from ._core.threads import compute_threads
+from ._episodes import is_task_list
+from ._preprocessing import Scaling, numeric_target, scale_target, to_tensor
 from ._validation import unique_labels
 from .tasks import TaskSplitter
 
@@ -59,7 +60,15 @@ class Support:
     classes : ndarray or None
         The support set's labels, sorted (None for a regressor).
     mean, scale : ndarray or None
-        Its standardisation.
+        Its inputs' scaling.
+    y_mean, y_scale : float or None
+        Its targets' scaling (regressors): predictions are mapped back with it.
+    columns : ndarray of int or None
+        The head's output of each of ``classes`` (``0..n-1``, or with
+        ``label_mode="fixed"`` each class's own output).
+    head_classes : int or None
+        The outputs the support loss spans: ``len(classes)``, or with fixed
+        labels every output of the head.
     """
 
     x: torch.Tensor
@@ -67,6 +76,10 @@ class Support:
     classes: object = None
     mean: object = None
     scale: object = None
+    y_mean: object = None
+    y_scale: object = None
+    columns: object = None
+    head_classes: object = None
 
     @property
     def n_classes(self):
@@ -89,7 +102,7 @@ def validate_support(meta, estimator, X, y):
     classifier = is_classifier(meta)
     X, y = validate_data(estimator, X, y, dtype=[np.float64, np.float32],
                          y_numeric=not classifier)
-    if meta.standardize_:
+    if _per_task(meta):
         if X.shape[1] > meta.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[1]} features, but {type(meta).__name__} was meta-trained "
@@ -105,28 +118,39 @@ def validate_support(meta, estimator, X, y):
     return X, y
 
 
+def _per_task(meta):
+    return meta.standardize_ in ("per-task", True)  # True: files saved before "global"
+
+
 def encode_support(meta, X, y):
-    """A validated support set as a :class:`Support` on the meta-estimator's device."""
-    if meta.standardize_:
-        if len(y) < 2:
-            raise ValueError(
-                "A support set with 1 sample cannot be standardised (the "
-                "meta-estimator standardises each task); give at least 2 samples."
-            )
-        mean, scale = standardiser(X)
-    else:
-        mean = scale = None
-    device = meta.net_.data_device
-    x = to_tensor(X, meta.n_features_in_, mean, scale, device)
-    if not is_classifier(meta):
-        return Support(x, torch.as_tensor(y, dtype=torch.float32, device=device), None,
-                       mean, scale)
-    classes, y_enc = np.unique(y, return_inverse=True)
-    if len(classes) < 2:
+    """A validated support set as a :class:`Support` on the meta-estimator's device.
+
+    It is scaled as its task would have been in meta-training: by the global
+    statistics, or (``standardize_="per-task"``) by its own.
+    """
+    regression = not is_classifier(meta)
+    if _per_task(meta) and len(y) < 2:
         raise ValueError(
-            f"The support set has a single class ({label_repr(classes[0])}); "
-            "adapting a classifier needs at least 2."
+            "A support set with 1 sample cannot be standardised (the "
+            "meta-estimator standardises each task); give at least 2 samples."
         )
+    x_mean, x_scale, y_mean, y_scale = Scaling.of(meta, regression).of_task(X, y)
+    device = meta.net_.data_device
+    x = to_tensor(X, meta.n_features_in_, x_mean, x_scale, device)
+    if regression:
+        y_t = torch.as_tensor(scale_target(y, y_mean, y_scale), dtype=torch.float32,
+                              device=device)
+        return Support(x, y_t, None, x_mean, x_scale, y_mean, y_scale)
+    # a single class adapts too: it is then what the adapted classifier predicts
+    classes, y_enc = np.unique(y, return_inverse=True)
+    fixed = getattr(meta, "label_classes_", None)
+    if fixed is not None:  # label_mode="fixed": each class keeps its own output
+        check_known_labels(classes, fixed, "the classes it was meta-trained on with "
+                           "label_mode='fixed' (for new classes at adapt, meta-train with "
+                           "label_mode='shuffle')")
+        columns = np.searchsorted(fixed, classes)
+        return Support(x, torch.as_tensor(columns[y_enc], device=device), classes, x_mean,
+                       x_scale, columns=columns, head_classes=len(fixed))
     algorithm = meta.__sklmeta_algorithm__()
     if not getattr(algorithm, "any_number_of_classes", False) and len(classes) > meta.n_way_:
         raise ValueError(
@@ -134,15 +158,16 @@ def encode_support(meta, X, y):
             f"meta-trained with n_way={meta.n_way_} outputs; adapt takes at most "
             f"{meta.n_way_} classes."
         )
-    return Support(x, torch.as_tensor(y_enc, device=device), classes, mean, scale)
+    return Support(x, torch.as_tensor(y_enc, device=device), classes, x_mean, x_scale,
+                   columns=np.arange(len(classes)), head_classes=len(classes))
 
 
-def check_known_labels(y, classes):
+def check_known_labels(y, classes, among="the support set's classes"):
     unknown = np.setdiff1d(unique_labels(y, "y")[0], classes)
     if len(unknown):
         raise ValueError(
-            f"y has labels {unknown.tolist()} that are not among the support set's "
-            f"classes {classes.tolist()}."
+            f"y has labels {unknown.tolist()} that are not among {among} "
+            f"{classes.tolist()}."
         )
 
 
@@ -156,16 +181,18 @@ def adapt_batches(meta, supports, keys=None):
     task = "classification" if is_classifier(meta) else "regression"
     alike = {}
     for i, s in enumerate(supports):
-        key = keys[i] if keys is not None else (tuple(s.x.shape), s.n_classes)
+        key = keys[i] if keys is not None else (tuple(s.x.shape), s.head_classes)
         alike.setdefault(key, []).append(i)
     for idx in alike.values():
-        loss = EpisodeLoss(task, supports[idx[0]].n_classes)
+        loss = EpisodeLoss(task, supports[idx[0]].head_classes)
         for start in range(0, len(idx), ADAPT_BATCH):
             chunk = idx[start : start + ADAPT_BATCH]
-            yield chunk, algorithm.adapt(
-                learner, torch.stack([supports[i].x for i in chunk]),
-                torch.stack([supports[i].y for i in chunk]), loss=loss,
-            )
+            with compute_threads():
+                adapted = algorithm.adapt(
+                    learner, torch.stack([supports[i].x for i in chunk]),
+                    torch.stack([supports[i].y for i in chunk]), loss=loss,
+                )
+            yield chunk, adapted
 
 
 def adapt_one(meta, support):
@@ -190,7 +217,7 @@ def predict(module, params, x):
     """
     params = {k: v.double()[None] if v.is_floating_point() else v[None]
               for k, v in params.items()}
-    with torch.no_grad():
+    with torch.no_grad(), compute_threads():
         return select_inner_loop(module).forward(params, x.double()[None])[0]
 
 
@@ -226,18 +253,25 @@ def _score_batch(meta, X, y, episodes):
             yq.append(np.searchsorted(support.classes, y[q]))
         else:
             yq.append(np.asarray(y[q], dtype=np.float64))
-    keys = [(tuple(s.x.shape), tuple(q.shape), s.n_classes) for s, q in zip(supports, xq)]
+    keys = [(tuple(s.x.shape), tuple(q.shape), s.head_classes, s.n_classes)
+            for s, q in zip(supports, xq)]
     _, loop = meta.__sklmeta_algorithm__().predictor(meta.net_.module_)
     scores = np.empty(len(episodes))
     for chunk, stacked in adapt_batches(meta, supports, keys):
-        out = loop.predict_many(stacked, torch.stack([xq[i] for i in chunk]))
+        with compute_threads():
+            out = loop.predict_many(stacked, torch.stack([xq[i] for i in chunk]))
         truth = np.stack([yq[i] for i in chunk])
-        n_classes = supports[chunk[0]].n_classes
-        if n_classes is not None:
-            pred = out[..., :n_classes].argmax(-1).cpu().numpy()
+        if supports[chunk[0]].classes is not None:
+            columns = torch.as_tensor(np.stack([supports[i].columns for i in chunk]),
+                                      device=out.device)  # [T, C]
+            logits = torch.gather(out, -1, columns[:, None, :].expand(-1, out.shape[1], -1))
+            pred = logits.argmax(-1).cpu().numpy()
             scores[chunk] = (pred == truth).mean(axis=1)
         else:
             pred = out[..., 0].cpu().numpy().astype(np.float64)
+            y_mean = np.array([supports[i].y_mean or 0.0 for i in chunk])[:, None]
+            y_scale = np.array([supports[i].y_scale or 1.0 for i in chunk])[:, None]
+            pred = pred * y_scale + y_mean
             ss_res = ((truth - pred) ** 2).sum(axis=1)
             ss_tot = ((truth - truth.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
             with np.errstate(divide="ignore", invalid="ignore"):

@@ -32,10 +32,17 @@ from skorch.history import History
 
 from ._adaptation import episode_scores
 from ._core import ACTIVATIONS, network
+from ._core.threads import compute_threads
 from ._doc_link import DocLinkMixin
 from ._episodes import fit_pools, hold_out, label_repr
-from ._preprocessing import numeric_target
-from ._training import EpisodeDataset, MetaTrainingDiverged, build_net, episode_tensors
+from ._preprocessing import Scaling, numeric_target
+from ._training import (
+    DivergenceWarning,
+    EpisodeDataset,
+    MetaTrainingDiverged,
+    build_net,
+    episode_tensors,
+)
 from ._validation import check_hidden_layer_sizes
 from .tasks import TaskSplitter
 
@@ -46,8 +53,13 @@ __all__ = ["GRADIENT_CONSTRAINTS", "SAVED_ATTRIBUTES", "GradientBased", "MetaCla
 # What sklmeta.save stores besides the Learner's weights and the history; the
 # network-derived attributes (module_, inner_lrs_, inner_loop_) are rebuilt.
 SAVED_ATTRIBUTES = ("n_way_", "n_features_in_", "feature_names_in_", "standardize_",
-                    "early_stopping_", "validation_split_", "best_epoch_",
-                    "initial_valid_score_")
+                    "x_mean_", "x_scale_", "y_mean_", "y_scale_", "label_mode_",
+                    "label_classes_", "early_stopping_",
+                    "validation_split_", "best_epoch_", "initial_valid_score_")
+
+# Episodes each meta-validation scores under the meta-step budget (max_epochs=None):
+# a fixed set, drawn once from the held-out tasks or classes.
+VALIDATION_EPISODES = 256
 
 _NO_PREDICT = (
     "{name} is a meta-estimator: it predicts only after adapting to a task. Use "
@@ -73,11 +85,13 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
         "module": [torch.nn.Module, None],
         "meta_lr": [_POSITIVE],
         "meta_batch_size": [_positive_int()],
-        "max_epochs": [_positive_int(0)],
+        "max_meta_steps": [_positive_int(0)],
+        "validation_interval": [_positive_int()],
+        "max_epochs": [_positive_int(0), None],
         "early_stopping": [StrOptions({"auto"}), "boolean"],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
         "n_iter_no_change": [_positive_int()],
-        "standardize": [StrOptions({"auto"}), "boolean"],
+        "standardize": [StrOptions({"auto", "global", "per-task"}), "boolean"],
         "callbacks": [list, tuple, None],
         "verbose": ["verbose"],
         "device": [str, torch.device],
@@ -153,6 +167,13 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
             y = numeric_target(y, where or "")
         return X, y
 
+    def _label_mode(self, unit):
+        """"fixed" or "shuffle": ``label_mode``, with "auto" resolved for this data."""
+        mode = getattr(self, "label_mode", "shuffle")
+        if mode == "auto":
+            return "fixed" if unit == "groups" else "shuffle"
+        return mode
+
     def _n_way(self, pools, splitter):
         if not is_classifier(self):
             return None
@@ -172,12 +193,25 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
             )
         return n_way
 
-    def _net(self, n_way, n_features, init_seed, valid_ds=None):
+    def _budget(self, splitter):
+        """``(epochs, training episodes per epoch, validation episodes)`` of a fit.
+
+        With ``max_epochs=None`` (the default) an epoch is ``validation_interval``
+        meta-steps and the budget is ``max_meta_steps``; otherwise the epochs of
+        ``task_splitter.n_tasks`` episodes of old.
+        """
+        if self.max_epochs is not None:
+            return self.max_epochs, splitter.n_tasks, splitter.n_tasks
+        epochs = -(-self.max_meta_steps // self.validation_interval)  # ceil
+        return (epochs, self.validation_interval * self.meta_batch_size,
+                VALIDATION_EPISODES)
+
+    def _net(self, n_way, n_features, init_seed, valid_ds=None, epochs=0):
         algorithm = self.__sklmeta_algorithm__()
         learner = build_learner(self, n_way, n_features, init_seed)
         return build_net(
             learner, algorithm, task="classification" if is_classifier(self) else "regression",
-            n_way=n_way, meta_lr=self.meta_lr, max_epochs=self.max_epochs,
+            n_way=n_way, meta_lr=self.meta_lr, max_epochs=epochs,
             meta_batch_size=self.meta_batch_size, callbacks=self.callbacks,
             verbose=self.verbose, device=self.device, accelerator=self.accelerator,
             patience=self.n_iter_no_change, valid_ds=valid_ds,
@@ -219,43 +253,58 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
             if names is not None:
                 fitted["feature_names_in_"] = names
         widths = {p.X.shape[1] for p in pools}
-        standardize = len(widths) > 1 if self.standardize == "auto" else bool(self.standardize)
-        if len(widths) > 1 and not standardize:
+        mode = {"auto": "per-task" if len(widths) > 1 else "global", True: "per-task"}.get(
+            self.standardize, self.standardize)
+        if len(widths) > 1 and mode != "per-task":
             raise ValueError(
                 f"The task datasets have different widths {sorted(widths)}; use "
-                "standardize='auto' or True to standardise and zero-pad them to the widest."
+                "standardize='auto' or 'per-task' to standardise each and zero-pad them to "
+                "the widest."
             )
-        n_way = self._n_way(pools, splitter)
+        scaling = Scaling.fit(mode, [p.X for p in pools], [p.y for p in pools],
+                              regression=not is_classifier(self))
+        fitted.update(standardize_=mode, x_mean_=scaling.x_mean, x_scale_=scaling.x_scale,
+                      y_mean_=scaling.y_mean, y_scale_=scaling.y_scale)
+        n_way = self._n_way(pools, splitter)  # classes per episode
+        label_classes, head = None, n_way
+        if n_way is not None and self._label_mode(unit) == "fixed":
+            label_classes = np.unique(np.concatenate([p.y for p in pools]))
+            head = len(label_classes)  # one output per class of the data
+        fitted.update(label_mode_=None if n_way is None else self._label_mode(unit),
+                      label_classes_=label_classes)
 
         valid_pools, split, why_not = None, None, "early_stopping=False"
         train_pools = pools
-        if self.early_stopping and self.max_epochs > 0:
+        epochs, train_episodes, valid_episodes = self._budget(splitter)
+        if self.early_stopping and epochs > 0:
             train_pools, valid_pools, split, why_not = hold_out(
                 pools, unit, n_way=n_way, need=splitter.k_shot + splitter.n_query,
                 fraction=self.validation_fraction, rng=np.random.RandomState(split_seed))
-        if valid_pools is None and self.early_stopping is True and self.max_epochs > 0:
+        if valid_pools is None and self.early_stopping is True and epochs > 0:
             raise ValueError(f"early_stopping=True but the data do not allow it: {why_not}.")
-        if valid_pools is None and self.early_stopping == "auto" and self.max_epochs > 0:
+        if valid_pools is None and self.early_stopping == "auto" and epochs > 0:
             warnings.warn(
                 f"Meta-training without early stopping: {why_not}. Meta-learning on few "
-                "tasks can meta-overfit; compare with the adapted random start (max_epochs=0).",
+                "tasks can meta-overfit; compare with the adapted random start "
+                "(max_meta_steps=0).",
                 UserWarning, stacklevel=2,
             )
         width = fitted["n_features_in_"]
         train_ds = EpisodeDataset(
-            episode_tensors(train_pools, n_way, splitter, width, standardize),
-            splitter.n_tasks, train_seed)
+            episode_tensors(train_pools, n_way, splitter, width, scaling, label_classes),
+            train_episodes, train_seed)
         valid_ds = None
         if valid_pools is not None:
             valid_ds = EpisodeDataset(
-                episode_tensors(valid_pools, n_way, splitter, width, standardize),
-                splitter.n_tasks, valid_seed, fixed=True)
-        net, algorithm = self._net(n_way, width, init_seed, valid_ds)
-        fitted.update(n_way_=n_way, standardize_=standardize, validation_split_=split,
+                episode_tensors(valid_pools, n_way, splitter, width, scaling, label_classes),
+                valid_episodes, valid_seed, fixed=True)
+        net, algorithm = self._net(head, width, init_seed, valid_ds, epochs)
+        fitted.update(n_way_=head, validation_split_=split,
                       early_stopping_=valid_pools is not None)
         try:
             # Ctrl-C ends skorch's loop quietly, with the best weights so far restored.
-            net.fit(train_ds, None)
+            with compute_threads():
+                net.fit(train_ds, None)
         except MetaTrainingDiverged:
             # the last finite weights stay usable; they are the latest, not the best
             self._commit(net, algorithm, {**fitted, "best_epoch_": len(net.history),
@@ -265,7 +314,28 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
         done = stopper is not None and hasattr(stopper, "best_epoch_")
         fitted["best_epoch_"] = stopper.best_epoch_ if done else len(net.history)
         fitted["initial_valid_score_"] = getattr(stopper, "initial_score_", None)
+        if done:
+            self._warn_divergence(stopper, fitted["best_epoch_"])
         return self._commit(net, algorithm, fitted)
+
+    def _warn_divergence(self, stopper, best_epoch):
+        """Say so when meta-validation diverged, at the start or during training."""
+        what = []
+        if stopper.initial_diverged_:
+            what.append("the random start's meta-validation loss is not finite")
+        if stopper.diverged_epoch_ is not None:
+            what.append(f"meta-validation diverged at epoch {stopper.diverged_epoch_} (its "
+                        f"loss is not finite), so meta-training stopped there")
+        if not what:
+            return
+        kept = ("the random start (meta-training never improved on it)" if best_epoch == 0
+                else f"the weights of epoch {best_epoch}, the best before it")
+        inner = getattr(self, "inner_lr", None)
+        advice = (f"a smaller inner_lr (now {inner}), fewer adapt_steps or a smaller "
+                  f"meta_lr (now {self.meta_lr})" if inner is not None else
+                  f"a smaller meta_lr (now {self.meta_lr})")
+        warnings.warn(f"{type(self).__name__}: {'; '.join(what)}. Kept {kept}. Try {advice}.",
+                      DivergenceWarning, stacklevel=3)
 
     def _commit(self, net, algorithm, fitted):
         """Replace every fitted attribute at once."""
@@ -273,6 +343,8 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
             delattr(self, name)
         learner = net.module_
         fitted.update(net_=net, module_=learner.net, history_=net.history,
+                      n_meta_steps_=int(sum(row.get("train_batch_count", 0)
+                                            for row in net.history)),
                       inner_loop_=learner.inner_loop.name,
                       **algorithm.fitted_attributes(learner))
         for name, value in fitted.items():
@@ -348,6 +420,11 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
 
 class MetaClassifierBase(MetaEstimatorBase):
     """A meta-estimator whose adapted estimators classify."""
+
+    _parameter_constraints = {
+        **MetaEstimatorBase._parameter_constraints,
+        "label_mode": [StrOptions({"auto", "shuffle", "fixed"})],
+    }
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -270,8 +270,12 @@ class EpisodeSampler:
             )
         return counts, np.argsort(y_idx, kind="stable")
 
-    def draw(self, rng, n):
-        """Row indices ``[n, ways, k_shot + n_query]`` of ``n`` episodes."""
+    def draw(self, rng, n, with_classes=False):
+        """Row indices ``[n, ways, k_shot + n_query]`` of ``n`` episodes.
+
+        With ``with_classes``, also each episode's pool ``[n]`` and the index, in
+        that pool's sorted classes, of each class drawn ``[n, ways]``.
+        """
         ways = self.n_way or 1
         need = self.k + self.q
         pools = rng.randint(len(self.counts), size=n)
@@ -293,7 +297,8 @@ class EpisodeSampler:
                 for per_episode in chosen
             ])
         start = self.offsets[pools[:, None], classes]  # [n, ways]
-        return self.order[start[..., None] + pick]
+        rows = self.order[start[..., None] + pick]
+        return (rows, pools, classes) if with_classes else rows
 
     def split(self, rows):
         """``(support, query)`` row indices ``[n, ways * k]`` and ``[n, ways * q]``."""

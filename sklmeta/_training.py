@@ -23,10 +23,18 @@ from skorch.utils import noop, to_device
 
 from ._core import EpisodeLoss
 from ._episodes import EpisodeSampler
-from ._preprocessing import standardiser, to_tensor
+from ._preprocessing import scale_target, to_tensor
 
-__all__ = ["AcceleratedMetaNet", "EpisodeDataset", "EpisodeLoader", "EpisodeTensors", "MetaNet",
+__all__ = ["AcceleratedMetaNet", "DivergenceWarning", "EpisodeDataset", "EpisodeLoader", "EpisodeTensors", "MetaNet",
            "MetaTrainingDiverged", "RandomStartEarlyStopping", "build_net", "episode_tensors"]
+
+
+class DivergenceWarning(UserWarning):
+    """Meta-validation diverged (its loss is not finite), so meta-training stopped early.
+
+    The estimator keeps the weights of the best meta-validation before it; the
+    message names the epoch, the epoch kept, and what to change.
+    """
 
 
 class MetaTrainingDiverged(FloatingPointError):
@@ -61,10 +69,13 @@ class EpisodeTensors:
     sampler : sklmeta._episodes.EpisodeSampler
         Over the same pools, in the same order; it validated them.
     task : {"classification", "regression"}
+    class_index : ndarray of int [pool, class], default=None
+        With fixed labels: the label of each pool's ``c``-th class (in sorted order).
     """
 
-    def __init__(self, X, y, sampler, task):
+    def __init__(self, X, y, sampler, task, class_index=None):
         self.sampler, self.task = sampler, task
+        self.class_index = None if class_index is None else torch.as_tensor(class_index)
         self.X = torch.cat(X)
         self.y = None if task == "classification" else torch.as_tensor(
             np.concatenate(y), dtype=torch.float32)
@@ -73,11 +84,17 @@ class EpisodeTensors:
         """``n`` episodes as a task-first batch ``(xs, ys, xq, yq)``.
 
         Support and query rows come class by class in the order the classes were
-        drawn, so the episode labels ``0..n_way-1`` are a fresh random assignment.
+        drawn, so the episode labels ``0..n_way-1`` are a fresh random assignment;
+        with a ``class_index`` (``label_mode="fixed"``) each class keeps its own
+        label instead.
         """
-        support, query = (torch.from_numpy(r) for r in
-                          self.sampler.split(self.sampler.draw(rng, n)))
-        if self.task == "classification":
+        rows, pools, classes = self.sampler.draw(rng, n, with_classes=True)
+        support, query = (torch.from_numpy(r) for r in self.sampler.split(rows))
+        if self.class_index is not None:
+            labels = self.class_index[torch.from_numpy(pools)[:, None], torch.from_numpy(classes)]
+            ys = labels.repeat_interleave(self.sampler.k, dim=1)
+            yq = labels.repeat_interleave(self.sampler.q, dim=1)
+        elif self.task == "classification":
             ways = torch.arange(self.sampler.n_way)
             ys = ways.repeat_interleave(self.sampler.k).expand(n, -1)
             yq = ways.repeat_interleave(self.sampler.q).expand(n, -1)
@@ -86,17 +103,29 @@ class EpisodeTensors:
         return self.X[support], ys, self.X[query], yq
 
 
-def episode_tensors(pools, n_way, splitter, width, standardize):
-    """:class:`EpisodeTensors` of task pools: each standardised (if asked) and padded."""
+def episode_tensors(pools, n_way, splitter, width, scaling, label_classes=None):
+    """:class:`EpisodeTensors` of task pools, scaled by ``scaling`` and zero-padded.
+
+    ``scaling`` is a :class:`sklmeta._preprocessing.Scaling`: global statistics,
+    each pool's own, or none; a regressor's targets are scaled alike. With
+    ``label_classes`` (fixed labels), every class keeps its index among them.
+    """
     sampler = EpisodeSampler([p.y if n_way is not None else None for p in pools],
                              [len(p.y) for p in pools], n_way=n_way, k_shot=splitter.k_shot,
                              n_query=splitter.n_query, names=[p.name for p in pools])
-    tensors = []
+    tensors, targets = [], []
     for p in pools:
-        mean, scale = standardiser(p.X) if standardize else (None, None)
-        tensors.append(to_tensor(p.X, width, mean, scale, "cpu"))
-    return EpisodeTensors(tensors, [p.y for p in pools], sampler,
-                          "classification" if n_way is not None else "regression")
+        x_mean, x_scale, y_mean, y_scale = scaling.of_task(p.X, p.y)
+        tensors.append(to_tensor(p.X, width, x_mean, x_scale, "cpu"))
+        targets.append(p.y if n_way is not None else scale_target(p.y, y_mean, y_scale))
+    class_index = None
+    if label_classes is not None:
+        class_index = np.zeros(sampler.counts.shape, dtype=np.int64)
+        for i, p in enumerate(pools):
+            own = np.searchsorted(label_classes, np.unique(p.y))
+            class_index[i, : len(own)] = own
+    return EpisodeTensors(tensors, targets, sampler,
+                          "classification" if n_way is not None else "regression", class_index)
 
 
 class EpisodeDataset(torch.utils.data.Dataset):
@@ -287,15 +316,27 @@ class RandomStartEarlyStopping(EarlyStopping):
         if dataset_valid is None:
             raise ValueError("RandomStartEarlyStopping needs meta-validation episodes.")
         self.best_epoch_ = len(net.history)  # 0, or the epochs of a loaded checkpoint
-        self.initial_score_ = net.evaluate(dataset_valid)[self.monitor]
-        self.dynamic_threshold_ = self._calc_new_threshold(self.initial_score_)
+        self.diverged_epoch_ = None
+        start = net.evaluate(dataset_valid)
+        self.initial_score_ = start[self.monitor]
+        self.initial_diverged_ = not (math.isfinite(start["valid_loss"])
+                                      and math.isfinite(self.initial_score_))
+        # a start whose adaptation diverges is beaten by any finite score
+        self.dynamic_threshold_ = (self._calc_new_threshold(self.initial_score_)
+                                   if not self.initial_diverged_ else
+                                   (math.inf if self.lower_is_better else -math.inf))
         if self.load_best:
             self.best_model_weights_ = {
                 k: v.detach().clone() for k, v in net.module_.state_dict().items()
             }
 
     def on_epoch_end(self, net, **kwargs):
-        self.checked_epoch_ = net.history[-1, "epoch"]
+        row = net.history[-1]
+        self.checked_epoch_ = row["epoch"]
+        if not (math.isfinite(row.get("valid_loss", 0.0)) and math.isfinite(row[self.monitor])):
+            # the held-out tasks' adaptation blew up: stop here, keep the best so far
+            self.diverged_epoch_ = row["epoch"]
+            raise KeyboardInterrupt
         super().on_epoch_end(net, **kwargs)
 
     def on_train_end(self, net, **kwargs):

@@ -59,8 +59,10 @@ class _AdaptedBase(DocLinkMixin, BaseEstimator):
         support = encode_support(meta, *validate_support(meta, self, X, y))
         self.params_ = adapt_one(meta, support)
         if support.classes is not None:
-            self.classes_ = support.classes
+            self.classes_, self.columns_ = support.classes, support.columns
         self.mean_, self.scale_ = support.mean, support.scale
+        if support.classes is None:
+            self.y_mean_, self.y_scale_ = support.y_mean, support.y_scale
         # What predict needs is kept here, so a later refit of the meta-estimator
         # (another width, another architecture) leaves this estimator intact.
         self.module_, self.n_features_padded_ = predictor(meta), meta.n_features_in_
@@ -120,6 +122,13 @@ class AdaptedClassifier(ClassifierMixin, _AdaptedBase):
     (3,)
     """
 
+    def _logits(self, X):
+        """The head's outputs for ``classes_``, in that order."""
+        check_is_fitted(self, "params_")
+        columns = getattr(self, "columns_", None)  # absent: saved before label modes
+        columns = np.arange(len(self.classes_)) if columns is None else columns
+        return self._outputs(X)[:, torch.as_tensor(columns)]
+
     def predict_proba(self, X):
         """Class probabilities, columns ordered as ``classes_``.
 
@@ -133,8 +142,7 @@ class AdaptedClassifier(ClassifierMixin, _AdaptedBase):
         ndarray of shape (n_samples, n_classes)
             Probabilities of the support set's classes.
         """
-        logits = self._outputs(X)[:, : len(self.classes_)]
-        return torch.softmax(logits, dim=-1).cpu().numpy()
+        return torch.softmax(self._logits(X), dim=-1).cpu().numpy()
 
     def predict(self, X):
         """Most probable class among ``classes_``.
@@ -149,8 +157,8 @@ class AdaptedClassifier(ClassifierMixin, _AdaptedBase):
         ndarray of shape (n_samples,)
             Predicted labels, from ``classes_``.
         """
-        logits = self._outputs(X)[:, : len(self.classes_)]
-        return self.classes_[logits.argmax(-1).cpu().numpy()]
+        best = self._logits(X).argmax(-1).cpu().numpy()
+        return self.classes_[best]
 
     def score(self, X, y, sample_weight=None):
         """Accuracy on ``(X, y)``; labels absent from the support set are an error.
@@ -234,14 +242,18 @@ class AdaptedRegressor(RegressorMixin, _AdaptedBase):
             Predictive standard deviations; only with ``return_std=True``.
         """
         out = self._outputs(X).cpu().numpy()
+        y_mean = getattr(self, "y_mean_", None)
+        y_scale = getattr(self, "y_scale_", None)
+        y_mean, y_scale = (0.0, 1.0) if y_mean is None else (y_mean, y_scale)
+        mean = out[:, 0] * y_scale + y_mean
         if not return_std:
-            return out[:, 0]
+            return mean
         if out.shape[1] < 2:
             raise ValueError(
                 f"{type(self.meta_estimator).__name__} predicts no standard deviation; "
                 "return_std=True needs a learner that knows its uncertainty."
             )
-        return out[:, 0], out[:, 1]
+        return mean, out[:, 1] * y_scale
 
 
 def adapt(estimator, X, y):

@@ -130,8 +130,9 @@ _MAX_DIMS = 8            # dimensions of a tensor
 # The only classes load builds: looked up by name, never imported by name.
 _META_CLASSES = {cls.__name__: cls for cls in META_ESTIMATORS}
 _ADAPTED_CLASSES = {cls.__name__: cls for cls in (AdaptedClassifier, AdaptedRegressor)}
-_ADAPTED_ATTRIBUTES = ("params_", "classes_", "mean_", "scale_", "n_features_in_",
-                       "n_features_padded_", "feature_names_in_")
+_ADAPTED_ATTRIBUTES = ("params_", "classes_", "columns_", "mean_", "scale_", "y_mean_",
+                       "y_scale_", "n_features_in_", "n_features_padded_",
+                       "feature_names_in_")
 
 # Markers of the values stored as dicts (a user dict with these keys is not plausible).
 _NDARRAY, _RANDOM_STATE, _SPLITTER = "__ndarray__", "__random_state__", "__task_splitter__"

@@ -78,7 +78,7 @@ def test_protonet_predicts_the_nearest_prototype_by_squared_euclidean_distance()
     X_support = np.array([[0, 0], [0, 2], [4, 0], [4, 2]], dtype=float)
     y_support = np.array(["a", "a", "b", "b"])
     X_query = np.array([[1.0, 1.0], [3.0, 5.0], [1.9, -40.0], [2.1, 40.0]])
-    meta = ProtoNetClassifier(module=identity_embedding(2), max_epochs=0,
+    meta = ProtoNetClassifier(module=identity_embedding(2), max_epochs=0, standardize=False,
                               task_splitter=TaskSplitter(n_way=2, k_shot=1, n_query=1))
     meta.fit(X_support, y_support)
     clf = meta.adapt(X_support, y_support)

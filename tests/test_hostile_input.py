@@ -49,8 +49,9 @@ def sine_data():
 
 @pytest.fixture(scope="module")
 def meta_clf(class_data):
+    # shuffled labels: these tests adapt to labels the fit never saw
     X, y, groups = class_data
-    return classifier().fit(X, y, groups=groups)
+    return classifier(label_mode="shuffle").fit(X, y, groups=groups)
 
 
 @pytest.fixture(scope="module")
@@ -364,11 +365,12 @@ def test_huge_X_with_standardize_is_finite_and_equals_the_unscaled_data(kind, cl
 def test_values_beyond_float32_are_standardised_in_float64_or_named(class_data):
     X, y, groups = class_data
     huge = X * 1e39  # beyond float32 (3.4e38): used to overflow silently into NaN
-    meta = classifier(standardize=True).fit(huge, y, groups=groups)
-    assert np.isfinite(meta.history_[:, "train_loss"]).all()
-    assert np.isfinite(meta.adapt(huge[:6], y[:6]).predict_proba(huge[6:12])).all()
-    with pytest.raises(ValueError, match="beyond float32's range.*standardize=True"):
-        classifier().fit(huge, y, groups=groups)
+    for standardize in ("per-task", "global"):  # "global" is the default's choice here
+        meta = classifier(standardize=standardize).fit(huge, y, groups=groups)
+        assert np.isfinite(meta.history_[:, "train_loss"]).all()
+        assert np.isfinite(meta.adapt(huge[:6], y[:6]).predict_proba(huge[6:12])).all()
+    with pytest.raises(ValueError, match="beyond float32's range.*standardize='auto'"):
+        classifier(standardize=False).fit(huge, y, groups=groups)
 
 
 def test_score_without_n_way_needs_two_classes(class_data):

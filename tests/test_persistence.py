@@ -51,7 +51,7 @@ def assert_same_meta(meta, loaded):
     for name in SAVED_ATTRIBUTES:
         assert hasattr(loaded, name) == hasattr(meta, name), name
         if hasattr(meta, name):
-            assert getattr(loaded, name) == getattr(meta, name), name
+            np.testing.assert_equal(getattr(loaded, name), getattr(meta, name), err_msg=name)
     assert list(loaded.history_) == list(meta.history_)
     assert same_state(loaded.net_.module_, meta.net_.module_)
 

@@ -27,7 +27,10 @@ import torch
 from . import FunctionalInnerLoop, select_inner_loop
 from .functional import SWAP_LOCK
 
-__all__ = ["GradientSteps", "Learner", "ProtoNet", "QueryLoss", "Reptile", "anil", "maml",
+# Meta-SGD's learned step sizes stay within [0, RATE_BOUND * inner_lr].
+RATE_BOUND = 10.0
+
+__all__ = ["RATE_BOUND", "GradientSteps", "Learner", "ProtoNet", "QueryLoss", "Reptile", "anil", "maml",
            "meta_sgd"]
 
 
@@ -119,13 +122,22 @@ class GradientSteps:
         adapted = head_names(net) if self.head_only else None
         return Learner(net, n_features, lrs, select_inner_loop(net, adapted))
 
+    def _rates(self, learner):
+        """Meta-SGD's learned rates, bounded to ``[0, RATE_BOUND * inner_lr]``.
+
+        Unbounded, they run away (Meta-SGD on sinusoids learned rates that made
+        every validation adaptation diverge); the bound keeps each rate a step
+        size, never an ascent and never more than ``RATE_BOUND`` times its start.
+        """
+        return [lr.clamp(0.0, RATE_BOUND * self.inner_lr) for lr in learner.lrs]
+
     def step_sizes(self, learner):
         if self.lr_mode is None:
             return self.inner_lr
         names = [name for name, _ in learner.net.named_parameters()]
         if self.lr_mode == "element":
-            return dict(zip(names, learner.lrs))
-        return [{k: lr[step] for k, lr in zip(names, learner.lrs)}
+            return dict(zip(names, self._rates(learner)))
+        return [{k: lr[step] for k, lr in zip(names, self._rates(learner))}
                 for step in range(self.inner_steps)]
 
     def options(self, learner, training):
@@ -141,9 +153,10 @@ class GradientSteps:
         return f"Use fewer adapt_steps or a smaller inner_lr (now {self.inner_lr})."
 
     def learned_step_sizes(self, learner):
-        """``{parameter name: ndarray}``: per element, or ``[inner_steps]`` per tensor."""
+        """``{parameter name: ndarray}``, as used (bounded): per element, or per step."""
         names = [name for name, _ in learner.net.named_parameters()]
-        return {k: lr.detach().cpu().numpy().copy() for k, lr in zip(names, learner.lrs)}
+        return {k: lr.detach().cpu().numpy().copy()
+                for k, lr in zip(names, self._rates(learner))}
 
 
 class QueryLoss:
@@ -279,9 +292,12 @@ class ProtoNet:
     @staticmethod
     def _head(embedding, ys, n_way):
         onehot = torch.nn.functional.one_hot(ys, n_way).to(embedding.dtype)  # [T, S, C]
-        counts = onehot.sum(1).clamp(min=1).unsqueeze(-1)  # an absent class: a zero prototype
-        protos = onehot.transpose(1, 2) @ embedding / counts  # [T, C, E]
-        return 2 * protos, -(protos**2).sum(-1)
+        present = onehot.sum(1)  # [T, C]
+        protos = onehot.transpose(1, 2) @ embedding / present.clamp(min=1).unsqueeze(-1)
+        # a class absent from the support set is never predicted (fixed labels leave
+        # gaps between the support's classes)
+        bias = torch.where(present > 0, -(protos**2).sum(-1), torch.full_like(present, -1e9))
+        return 2 * protos, bias
 
     @staticmethod
     def _n_way(loss, ys):
@@ -308,7 +324,7 @@ class ProtoNet:
         params = {f"0.{k}": v.detach().expand(n, *v.shape)
                   for k, v in learner.params().items()}
         return _check_finite({**params, "1.weight": weight, "1.bias": bias}, "",
-                             "Rescale the inputs (standardize=True).")
+                             "Rescale the inputs (standardize='auto').")
 
     def predictor(self, learner):
         with torch.no_grad():

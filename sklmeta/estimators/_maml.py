@@ -44,20 +44,44 @@ class MAMLClassifier(GradientBased, MetaClassifierBase):
         its plain SGD outer loop.
     meta_batch_size : int, default=16
         Tasks per meta-step.
-    max_epochs : int, default=20
-        Epochs of ``task_splitter.n_tasks`` episodes each; 0 keeps the random start.
+    max_meta_steps : int, default=2000
+        The meta-training budget: at most this many meta-steps, each on a
+        meta-batch of ``meta_batch_size`` fresh episodes; early stopping usually
+        ends sooner. Used when ``max_epochs`` is None; 0 keeps the random start.
+    validation_interval : int, default=100
+        Meta-steps between two meta-validations (each is one row of ``history_``).
+    max_epochs : int or None, default=None
+        Instead of the meta-step budget: epochs of ``task_splitter.n_tasks``
+        training episodes, each followed by a meta-validation on as many
+        episodes; 0 keeps the random start.
     early_stopping : {"auto", True, False}, default="auto"
         Hold out tasks (groups or task datasets), or else classes, or else rows,
-        for meta-validation; stop after ``n_iter_no_change`` epochs without
-        improvement and restore the best weights, the random start (epoch 0)
-        included. "auto" does so when the data allow it and warns when not.
+        for meta-validation; stop after ``n_iter_no_change`` meta-validations
+        without improvement and restore the best weights, the random start
+        (epoch 0) included. "auto" does so when the data allow it and warns when
+        not.
     validation_fraction : float, default=0.2
         Fraction of tasks (classes, rows) held out when early stopping.
-    n_iter_no_change : int, default=5
-        Epochs without improvement of the meta-validation score before stopping.
-    standardize : {"auto", True, False}, default="auto"
-        Standardise each task dataset (and each support set at ``adapt``) and
-        zero-pad to the widest; "auto" does so when task widths differ.
+    n_iter_no_change : int, default=10
+        Meta-validations without improvement of their score before stopping.
+    standardize : {"auto", "global", "per-task", False}, default="auto"
+        How the inputs, and a regressor's targets (its predictions are mapped
+        back), are scaled. "global": by the mean and standard deviation of all
+        the fit data, the same for every task and every support set at
+        ``adapt``, so offsets and scales that differ between tasks stay
+        information. "per-task" (or True): each task dataset, and each support
+        set at ``adapt``, by its own statistics, zero-padded to the widest: for
+        task datasets with different columns. "auto" is "per-task" when the
+        task datasets differ in width, else "global". False leaves the data as
+        they are: only for inputs and targets already on a unit scale.
+    label_mode : {"auto", "shuffle", "fixed"}, default="auto"
+        How episode labels map to the head's outputs. "shuffle": each training
+        episode assigns its classes to outputs ``0..n_way-1`` at random, for
+        classes as tasks (each episode's classes are new to it). "fixed": one
+        output per class of the fit data, the same in every episode, for
+        groups (stores, patients, sites) that share one label column, so a rule
+        the groups share is learned once and adapted. "auto": "fixed" when
+        episodes come from the groups of one dataset, else "shuffle".
     callbacks : list of skorch callbacks, default=None
         Passed to the skorch net (deep-copied), e.g. ``EarlyStopping``,
         ``Checkpoint``, ``LRScheduler``; they see ``valid_loss`` (and
@@ -138,10 +162,12 @@ class MAMLClassifier(GradientBased, MetaClassifierBase):
 
 
     def __init__(self, *, task_splitter=None, hidden_layer_sizes=(40, 40), activation="relu",
-                     module=None, inner_lr=0.4, inner_steps=1, adapt_steps=None, first_order=False,
-                     meta_lr=0.001, meta_batch_size=16, max_epochs=20, early_stopping="auto",
-                     validation_fraction=0.2, n_iter_no_change=5, standardize="auto",
-                     callbacks=None, verbose=0, device="cpu", accelerator=None, random_state=None):
+                 module=None, inner_lr=0.4, inner_steps=1, adapt_steps=None, first_order=False,
+                 meta_lr=0.001, meta_batch_size=16, max_meta_steps=2000,
+                 validation_interval=100, max_epochs=None, early_stopping="auto",
+                 validation_fraction=0.2, n_iter_no_change=10, standardize="auto",
+                 label_mode="auto", callbacks=None, verbose=0, device="cpu", accelerator=None,
+                 random_state=None):
         self.task_splitter = task_splitter
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -152,11 +178,14 @@ class MAMLClassifier(GradientBased, MetaClassifierBase):
         self.first_order = first_order
         self.meta_lr = meta_lr
         self.meta_batch_size = meta_batch_size
+        self.max_meta_steps = max_meta_steps
+        self.validation_interval = validation_interval
         self.max_epochs = max_epochs
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.standardize = standardize
+        self.label_mode = label_mode
         self.callbacks = callbacks
         self.verbose = verbose
         self.device = device
@@ -204,20 +233,36 @@ class MAMLRegressor(GradientBased, MetaRegressorBase):
         its plain SGD outer loop.
     meta_batch_size : int, default=16
         Tasks per meta-step.
-    max_epochs : int, default=20
-        Epochs of ``task_splitter.n_tasks`` episodes each; 0 keeps the random start.
+    max_meta_steps : int, default=2000
+        The meta-training budget: at most this many meta-steps, each on a
+        meta-batch of ``meta_batch_size`` fresh episodes; early stopping usually
+        ends sooner. Used when ``max_epochs`` is None; 0 keeps the random start.
+    validation_interval : int, default=100
+        Meta-steps between two meta-validations (each is one row of ``history_``).
+    max_epochs : int or None, default=None
+        Instead of the meta-step budget: epochs of ``task_splitter.n_tasks``
+        training episodes, each followed by a meta-validation on as many
+        episodes; 0 keeps the random start.
     early_stopping : {"auto", True, False}, default="auto"
         Hold out tasks (groups or task datasets), or else classes, or else rows,
-        for meta-validation; stop after ``n_iter_no_change`` epochs without
-        improvement and restore the best weights, the random start (epoch 0)
-        included. "auto" does so when the data allow it and warns when not.
+        for meta-validation; stop after ``n_iter_no_change`` meta-validations
+        without improvement and restore the best weights, the random start
+        (epoch 0) included. "auto" does so when the data allow it and warns when
+        not.
     validation_fraction : float, default=0.2
         Fraction of tasks (classes, rows) held out when early stopping.
-    n_iter_no_change : int, default=5
-        Epochs without improvement of the meta-validation score before stopping.
-    standardize : {"auto", True, False}, default="auto"
-        Standardise each task dataset (and each support set at ``adapt``) and
-        zero-pad to the widest; "auto" does so when task widths differ.
+    n_iter_no_change : int, default=10
+        Meta-validations without improvement of their score before stopping.
+    standardize : {"auto", "global", "per-task", False}, default="auto"
+        How the inputs, and a regressor's targets (its predictions are mapped
+        back), are scaled. "global": by the mean and standard deviation of all
+        the fit data, the same for every task and every support set at
+        ``adapt``, so offsets and scales that differ between tasks stay
+        information. "per-task" (or True): each task dataset, and each support
+        set at ``adapt``, by its own statistics, zero-padded to the widest: for
+        task datasets with different columns. "auto" is "per-task" when the
+        task datasets differ in width, else "global". False leaves the data as
+        they are: only for inputs and targets already on a unit scale.
     callbacks : list of skorch callbacks, default=None
         Passed to the skorch net (deep-copied), e.g. ``EarlyStopping``,
         ``Checkpoint``, ``LRScheduler``; they see ``valid_loss`` (and
@@ -291,11 +336,11 @@ class MAMLRegressor(GradientBased, MetaRegressorBase):
 
 
     def __init__(self, *, task_splitter=None, hidden_layer_sizes=(40, 40), activation="relu",
-                     module=None, inner_lr=0.01, inner_steps=1, adapt_steps=None,
-                     first_order=False, meta_lr=0.001, meta_batch_size=16, max_epochs=20,
-                     early_stopping="auto", validation_fraction=0.2, n_iter_no_change=5,
-                     standardize="auto", callbacks=None, verbose=0, device="cpu", accelerator=None,
-                     random_state=None):
+                 module=None, inner_lr=0.01, inner_steps=1, adapt_steps=None, first_order=False,
+                 meta_lr=0.001, meta_batch_size=16, max_meta_steps=2000,
+                 validation_interval=100, max_epochs=None, early_stopping="auto",
+                 validation_fraction=0.2, n_iter_no_change=10, standardize="auto",
+                 callbacks=None, verbose=0, device="cpu", accelerator=None, random_state=None):
         self.task_splitter = task_splitter
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -306,6 +351,8 @@ class MAMLRegressor(GradientBased, MetaRegressorBase):
         self.first_order = first_order
         self.meta_lr = meta_lr
         self.meta_batch_size = meta_batch_size
+        self.max_meta_steps = max_meta_steps
+        self.validation_interval = validation_interval
         self.max_epochs = max_epochs
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
