@@ -144,7 +144,8 @@ def _kernel_diag(kernel, a, outputscale):
 
 def _bcast(v, like):
     """A scalar, or one value per task ``[T]``, shaped to broadcast against ``like``."""
-    v = (v if torch.is_tensor(v) else torch.tensor(v, device=like.device)).to(like.dtype)
+    v = (v.to(like.dtype) if torch.is_tensor(v)
+         else torch.tensor(v, dtype=like.dtype, device=like.device))
     return v.reshape(v.shape + (1,) * (like.dim() - v.dim())) if v.dim() else v
 
 
@@ -192,7 +193,8 @@ def condition(kernel, z, y, *, lengthscale, outputscale, noise, mean, jitter=JIT
         v = torch.as_tensor(v, dtype=z.dtype, device=z.device)
         return v.expand(t) if v.dim() == 0 else v
 
-    return {"support": z, "alpha": alpha, "chol": chol,
+    # contiguous: Cholesky factors come column-major, and sklmeta.save stores row-major
+    return {"support": z.contiguous(), "alpha": alpha, "chol": chol.contiguous(),
             "lengthscale": per_task(lengthscale), "outputscale": per_task(outputscale),
             "noise": per_task(noise), "mean": per_task(mean)}
 
@@ -351,7 +353,7 @@ class Ridge:
             scale, bias = learner.hyper["scale"].double(), learner.hyper["bias"].double()
             # solved in float64, stored in the embedding's dtype (its outputs meet them)
             dtype = learner.hyper["scale"].dtype
-            head = {"1.weight": (scale * w.transpose(1, 2)).to(dtype),
+            head = {"1.weight": (scale * w.transpose(1, 2)).to(dtype).contiguous(),
                     "1.bias": bias.expand(n, w.shape[-1]).to(dtype)}
         return _check_finite({**learner.expanded_params(n, "0."), **head})
 
