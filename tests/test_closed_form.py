@@ -35,6 +35,7 @@ from sklmeta._core import EpisodeLoss, make_mlp
 from sklmeta._core import closed_form as cf
 from sklmeta.datasets import make_sinusoid_tasks
 
+
 def _rng_tensors(seed, *shapes):
     g = torch.Generator().manual_seed(seed)
     return [torch.randn(*s, generator=g, dtype=torch.float64) for s in shapes]
