@@ -9,11 +9,13 @@ its estimator classes (:mod:`sklmeta.estimators`) and one line here.
 
 __all__ = ["REGISTRY"]
 
-# algorithm key -> (classifier class name, regressor class name or None)
+# algorithm key -> (classifier class name or None, regressor class name or None)
 REGISTRY = {
     "maml": ("MAMLClassifier", "MAMLRegressor"),
     "metasgd": ("MetaSGDClassifier", "MetaSGDRegressor"),
     "anil": ("ANILClassifier", "ANILRegressor"),
     "reptile": ("ReptileClassifier", "ReptileRegressor"),
     "protonet": ("ProtoNetClassifier", None),
+    "ridge": ("MetaRidgeClassifier", "MetaRidgeRegressor"),
+    "dkt": (None, "DeepKernelGPRegressor"),
 }

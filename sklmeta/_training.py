@@ -25,8 +25,9 @@ from ._core import EpisodeLoss
 from ._episodes import EpisodeSampler
 from ._preprocessing import scale_target, to_tensor
 
-__all__ = ["AcceleratedMetaNet", "DivergenceWarning", "EpisodeDataset", "EpisodeLoader", "EpisodeTensors", "MetaNet",
-           "MetaTrainingDiverged", "RandomStartEarlyStopping", "build_net", "episode_tensors"]
+__all__ = ["AcceleratedMetaNet", "DivergenceWarning", "EpisodeDataset", "EpisodeLoader",
+           "EpisodeTensors", "MetaNet", "MetaTrainingDiverged", "RandomStartEarlyStopping",
+           "build_net", "episode_tensors"]
 
 
 class DivergenceWarning(UserWarning):
@@ -34,6 +35,16 @@ class DivergenceWarning(UserWarning):
 
     The estimator keeps the weights of the best meta-validation before it; the
     message names the epoch, the epoch kept, and what to change.
+
+    See Also
+    --------
+    MetaTrainingDiverged : Raised when a meta-step itself is not finite.
+
+    Examples
+    --------
+    >>> from sklmeta import DivergenceWarning
+    >>> issubclass(DivergenceWarning, UserWarning)
+    True
     """
 
 

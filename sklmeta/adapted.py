@@ -8,12 +8,15 @@ meta-estimator, they plug into ``cross_val_score(..., cv=TaskSplitter(...))``.
 """
 
 import copy
+import numbers
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from torch.func import functional_call
 
 from ._adaptation import (
     adapt_one,
@@ -23,6 +26,7 @@ from ._adaptation import (
     predictor,
     validate_support,
 )
+from ._core.functional import SWAP_LOCK
 from ._doc_link import DocLinkMixin
 from ._preprocessing import to_tensor
 
@@ -242,9 +246,7 @@ class AdaptedRegressor(RegressorMixin, _AdaptedBase):
             Predictive standard deviations; only with ``return_std=True``.
         """
         out = self._outputs(X).cpu().numpy()
-        y_mean = getattr(self, "y_mean_", None)
-        y_scale = getattr(self, "y_scale_", None)
-        y_mean, y_scale = (0.0, 1.0) if y_mean is None else (y_mean, y_scale)
+        y_mean, y_scale = self._target_scaling()
         mean = out[:, 0] * y_scale + y_mean
         if not return_std:
             return mean
@@ -254,6 +256,58 @@ class AdaptedRegressor(RegressorMixin, _AdaptedBase):
                 "return_std=True needs a learner that knows its uncertainty."
             )
         return mean, out[:, 1] * y_scale
+
+    def sample_y(self, X, n_samples=1, random_state=0):
+        """Draw targets from the joint predictive distribution at ``X``.
+
+        As scikit-learn's ``GaussianProcessRegressor.sample_y``: the draws are
+        correlated across the rows of ``X``. Only Gaussian learners have it
+        (:class:`~sklmeta.DeepKernelGPRegressor`, :class:`~sklmeta.MetaRidgeRegressor`).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples_X, n_features)
+            Query rows.
+        n_samples : int, default=1
+            Draws per row.
+        random_state : int, RandomState instance or None, default=0
+            Seeds the draws.
+
+        Returns
+        -------
+        ndarray of shape (n_samples_X, n_samples)
+            The draws, one column per draw (float64).
+        """
+        check_is_fitted(self, "params_")
+        if not getattr(self.module_, "joint_predictive", False):
+            raise ValueError(
+                f"{type(self.meta_estimator).__name__} has no joint predictive distribution; "
+                "sample_y needs a Gaussian learner such as DeepKernelGPRegressor or "
+                "MetaRidgeRegressor."
+            )
+        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}.")
+        mean, cov = self._joint(X)
+        rng = check_random_state(random_state)
+        return rng.multivariate_normal(mean, cov, int(n_samples)).T
+
+    def _joint(self, X):
+        """The joint predictive mean and covariance of y at ``X``, in float64."""
+        check_is_fitted(self, "params_")
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        device = next(iter(self.params_.values())).device
+        x = to_tensor(X, self.n_features_padded_, self.mean_, self.scale_, device).double()
+        params = {k: v.double() if v.is_floating_point() else v for k, v in self.params_.items()}
+        with torch.no_grad(), SWAP_LOCK:  # the shared network's weights are swapped in
+            mean, cov = functional_call(self.module_, params, (x,), {"full_cov": True})
+        cov = 0.5 * (cov + cov.T)  # exactly symmetric for numpy's sampler
+        y_mean, y_scale = self._target_scaling()
+        return mean.cpu().numpy() * y_scale + y_mean, cov.cpu().numpy() * y_scale**2
+
+    def _target_scaling(self):
+        """``(y_mean, y_scale)`` that map the network's outputs back to the targets."""
+        y_mean = getattr(self, "y_mean_", None)  # absent: saved before targets were scaled
+        return (0.0, 1.0) if y_mean is None else (y_mean, self.y_scale_)
 
 
 def adapt(estimator, X, y):

@@ -30,17 +30,19 @@ class Algorithm:
     """One meta-learning algorithm: its table row and its public sklmeta classes."""
 
     row: str
-    classifier: str  # a class name in sklmeta's public API
+    classifier: str | None  # a class name in sklmeta's public API; None: regression only
     regressor: str | None  # None: classification only
     takes_inner: bool  # takes the scenario's inner loop (Reptile and ProtoNet keep their own)
 
 
 # --algorithms: key -> Algorithm, one per entry of sklmeta's registry
-_ROWS = {"maml": MAML, "metasgd": "Meta-SGD"}  # otherwise the class name without "Classifier"
-_OWN_INNER = {"reptile", "protonet"}  # keep their own inner-loop defaults
+_ROWS = {"maml": MAML, "metasgd": "Meta-SGD", "ridge": "R2-D2 (MetaRidge)",
+         "dkt": "DKT (DeepKernelGP)"}  # otherwise the class name without "Classifier"
+# keep their own inner-loop defaults (or adapt in closed form)
+_OWN_INNER = {"reptile", "protonet", "ridge", "dkt"}
 ALGORITHMS = {
-    key: Algorithm(_ROWS.get(key, classifier.removesuffix("Classifier")), classifier, regressor,
-                   key not in _OWN_INNER)
+    key: Algorithm(_ROWS.get(key, (classifier or "").removesuffix("Classifier")), classifier,
+                   regressor, key not in _OWN_INNER)
     for key, (classifier, regressor) in REGISTRY.items()
 }
 

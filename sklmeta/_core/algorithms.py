@@ -30,8 +30,8 @@ from .functional import SWAP_LOCK
 # Meta-SGD's learned step sizes stay within [0, RATE_BOUND * inner_lr].
 RATE_BOUND = 10.0
 
-__all__ = ["RATE_BOUND", "GradientSteps", "Learner", "ProtoNet", "QueryLoss", "Reptile", "anil", "maml",
-           "meta_sgd"]
+__all__ = ["RATE_BOUND", "GradientSteps", "Learner", "ProtoNet", "QueryLoss", "Reptile", "anil",
+           "maml", "meta_sgd"]
 
 
 class Learner(torch.nn.Module):

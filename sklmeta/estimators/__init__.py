@@ -16,14 +16,17 @@ from .._core import make_mlp
 from .._registry import REGISTRY
 from ..adapted import AdaptedClassifier, AdaptedRegressor, adapt
 from ._anil import ANILClassifier, ANILRegressor
+from ._dkt import DeepKernelGPRegressor
 from ._maml import MAMLClassifier, MAMLRegressor
 from ._meta_sgd import MetaSGDClassifier, MetaSGDRegressor
 from ._protonet import ProtoNetClassifier
 from ._reptile import ReptileClassifier, ReptileRegressor
+from ._ridge import MetaRidgeClassifier, MetaRidgeRegressor
 
 __all__ = [
-    "ANILClassifier", "ANILRegressor", "AdaptedClassifier", "AdaptedRegressor", "MAMLClassifier",
-    "MAMLRegressor", "META_ESTIMATORS", "MetaSGDClassifier", "MetaSGDRegressor",
+    "ANILClassifier", "ANILRegressor", "AdaptedClassifier", "AdaptedRegressor",
+    "DeepKernelGPRegressor", "MAMLClassifier", "MAMLRegressor", "META_ESTIMATORS",
+    "MetaRidgeClassifier", "MetaRidgeRegressor", "MetaSGDClassifier", "MetaSGDRegressor",
     "ProtoNetClassifier", "REGISTRY", "ReptileClassifier", "ReptileRegressor", "adapt",
     "make_mlp",
 ]

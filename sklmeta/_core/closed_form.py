@@ -1,0 +1,444 @@
+"""Closed-form adaptation: a ridge-regression head (R2-D2) and an exact GP (DKT).
+
+Both meta-learn an embedding ``f`` and a few positive hyperparameters, and
+adapt by solving a small linear system on the support embeddings instead of
+taking gradient steps; the meta-gradient flows through the (Cholesky) solve.
+Inputs are task-first, ``[task, shot, feature]``, as everywhere in the core.
+
+- :class:`Ridge` (Bertinetto, Henriques, Torr and Vedaldi, ICLR 2019): the head
+  is ``W = Z^T (Z Z^T + lambda I)^-1 Y`` (the Woodbury form: an ``S x S`` system
+  for ``S`` support rows, whatever the embedding width). A classifier regresses
+  the one-hot labels and maps ``Z_q W`` to logits with a learned scale and bias,
+  for any number of classes. A regressor predicts ``Z_q W`` and, reading ridge as
+  the posterior mean of Bayesian linear regression (prior precision ``lambda``
+  relative to the noise), a predictive standard deviation.
+- :class:`DeepKernelGP` (Patacchiola, Turner, Crowley, O'Boyle and Storkey,
+  NeurIPS 2020): a Gaussian process with a base kernel on ``f(x)``, meta-trained
+  on the negative log marginal likelihood of each task's rows (support and query
+  together); adapting is exact GP conditioning on the support set.
+
+An adapted regressor is ``GaussianPredictor(f)`` with per-task buffers (the
+support embeddings, ``alpha = K^-1 (y - m)``, the Cholesky factor of ``K`` and
+the kernel's hyperparameters): its output is ``[n, 2]``, the predictive mean and
+standard deviation of ``y`` (noise included); ``forward(x, full_cov=True)``
+gives the joint predictive mean and covariance. The ridge regressor is that
+same predictor with a linear kernel.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from . import FunctionalInnerLoop, select_inner_loop
+from .algorithms import Learner
+
+__all__ = ["KERNELS", "ClosedFormLearner", "DeepKernelGP", "GaussianPredictor", "Ridge",
+           "condition", "gp_nll", "kernel_matrix", "ridge_weights"]
+
+KERNELS = ("rbf", "matern52", "linear")
+JITTER = 1e-6  # added to the diagonal of K before its Cholesky factor (scikit-learn's alpha)
+NOISE_FLOOR = 1e-4  # the smallest GP noise variance (gpytorch's GaussianLikelihood's)
+
+
+class ClosedFormLearner(Learner):
+    """The embedding and a few scalar meta-parameters, in one module.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        The embedding ``f``.
+    n_features : int
+        Input width of ``net``.
+    hyper : dict of str to float
+        Initial values of the unconstrained scalar meta-parameters.
+    """
+
+    def __init__(self, net, n_features, hyper):
+        super().__init__(net, n_features, inner_loop=select_inner_loop(net))
+        self.hyper = torch.nn.ParameterDict(
+            {k: torch.nn.Parameter(torch.full((), float(v))) for k, v in hyper.items()})
+
+    def embed(self, x):
+        """Embeddings ``[T, n, E]`` of task-first inputs, through one forward pass."""
+        return self(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+
+    def embedding_width(self):
+        with torch.no_grad():
+            device = next(self.parameters()).device
+            return self(torch.zeros(1, self.n_features, device=device)).shape[-1]
+
+    def expanded_params(self, n, prefix):
+        """The embedding's parameters, detached, with a task axis of ``n``."""
+        return {f"{prefix}{k}": v.detach().expand(n, *v.shape) for k, v in self.params().items()}
+
+
+# ------------------------------------------------------------------ the solvers
+def _cholesky(matrix, what):
+    chol, info = torch.linalg.cholesky_ex(matrix)
+    if bool((info != 0).any()):
+        raise FloatingPointError(
+            f"The {what} is not positive definite in {matrix.dtype} (its Cholesky "
+            "factorisation failed): the embeddings or the hyperparameters have blown up. "
+            "Lower meta_lr, or rescale the inputs (standardize=True).")
+    return chol
+
+
+def ridge_weights(z, y, lam):
+    """The ridge head ``W = Z^T (Z Z^T + lambda I)^-1 Y`` of each task, differentiably.
+
+    Parameters
+    ----------
+    z : Tensor [T, S, E]
+        Support embeddings.
+    y : Tensor [T, S, C]
+        Targets (one-hot labels, or real targets with ``C = 1``).
+    lam : Tensor, scalar
+        The penalty (positive).
+
+    Returns
+    -------
+    Tensor [T, E, C]
+        The minimiser of ``||Z W - Y||^2 + lambda ||W||^2``, through an ``S x S``
+        Cholesky solve.
+    """
+    gram = z @ z.transpose(1, 2)
+    eye = torch.eye(z.shape[1], dtype=z.dtype, device=z.device)
+    chol = _cholesky(gram + lam * eye, "ridge system Z Z^T + lambda I")
+    return z.transpose(1, 2) @ torch.cholesky_solve(y, chol)
+
+
+def _sq_dist(a, b):
+    # exact differences, not |a|^2 + |b|^2 - 2ab: no cancellation, zero on the diagonal
+    return (a.unsqueeze(-2) - b.unsqueeze(-3)).pow(2).sum(-1)
+
+
+def kernel_matrix(kernel, a, b, lengthscale, outputscale):
+    """``k(a_i, b_j)`` for ``a [..., n, E]``, ``b [..., m, E]``: ``[..., n, m]``.
+
+    ``rbf``: ``s exp(-d^2 / (2 l^2))``; ``matern52``: ``s (1 + sqrt5 d/l + 5 d^2 /
+    (3 l^2)) exp(-sqrt5 d/l)``; ``linear``: ``s a.b`` (``l`` unused). ``s`` is the
+    output scale (a variance); ``lengthscale`` and ``outputscale`` broadcast
+    against the leading dimensions.
+    """
+    if kernel == "linear":
+        return _bcast(outputscale, a) * (a @ b.transpose(-1, -2))
+    d2 = _sq_dist(a, b) / _bcast(lengthscale, a) ** 2
+    if kernel == "rbf":
+        k = torch.exp(-0.5 * d2)
+    elif kernel == "matern52":
+        # clamped before the root: its gradient at d = 0 is zero, not infinite
+        d = torch.sqrt(5 * d2.clamp(min=1e-30))
+        k = (1 + d + d**2 / 3) * torch.exp(-d)
+    else:
+        raise ValueError(f"kernel must be one of {KERNELS}; got {kernel!r}.")
+    return _bcast(outputscale, a) * k
+
+
+def _kernel_diag(kernel, a, outputscale):
+    s = _bcast(outputscale, a[..., 0])
+    if kernel == "linear":
+        return s * a.pow(2).sum(-1)
+    return s.expand(a.shape[:-1])
+
+
+def _bcast(v, like):
+    """A scalar, or one value per task ``[T]``, shaped to broadcast against ``like``."""
+    v = (v.to(like.dtype) if torch.is_tensor(v)
+         else torch.tensor(v, dtype=like.dtype, device=like.device))
+    return v.reshape(v.shape + (1,) * (like.dim() - v.dim())) if v.dim() else v
+
+
+def gp_nll(kernel, z, y, *, lengthscale, outputscale, noise, mean, jitter=JITTER):
+    """Negative log marginal likelihood of each task, ``[T]``.
+
+    ``-log N(y | m, K + (noise + jitter) I)`` with ``K = k(z, z)``:
+    ``0.5 (y - m)^T K^-1 (y - m) + sum log diag L + n/2 log 2 pi``.
+    """
+    n = z.shape[-2]
+    chol, alpha, r = _factor(kernel, z, y, lengthscale, outputscale, noise, mean, jitter)
+    logdet = torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+    return 0.5 * (r * alpha).sum(-1) + logdet + 0.5 * n * math.log(2 * math.pi)
+
+
+def _factor(kernel, z, y, lengthscale, outputscale, noise, mean, jitter):
+    k = kernel_matrix(kernel, z, z, lengthscale, outputscale)
+    eye = torch.eye(z.shape[-2], dtype=z.dtype, device=z.device)
+    chol = _cholesky(k + (_bcast(noise, k) + jitter) * eye, "kernel matrix K + noise I")
+    r = y - _bcast(mean, y)
+    alpha = torch.cholesky_solve(r.unsqueeze(-1), chol).squeeze(-1)
+    return chol, alpha, r
+
+
+def condition(kernel, z, y, *, lengthscale, outputscale, noise, mean, jitter=JITTER):
+    """Exact GP conditioning on support sets: the buffers of a :class:`GaussianPredictor`.
+
+    Parameters
+    ----------
+    kernel : str
+    z : Tensor [T, S, E]
+        Support embeddings.
+    y : Tensor [T, S]
+        Support targets.
+    lengthscale, outputscale, noise, mean : Tensor, scalar or [T]
+
+    Returns
+    -------
+    dict of str to Tensor, each with a leading task axis
+    """
+    chol, alpha, _ = _factor(kernel, z, y, lengthscale, outputscale, noise, mean, jitter)
+    t = len(z)
+
+    def per_task(v):
+        v = torch.as_tensor(v, dtype=z.dtype, device=z.device)
+        return v.expand(t) if v.dim() == 0 else v
+
+    # contiguous: Cholesky factors come column-major, and sklmeta.save stores row-major
+    return {"support": z.contiguous(), "alpha": alpha, "chol": chol.contiguous(),
+            "lengthscale": per_task(lengthscale), "outputscale": per_task(outputscale),
+            "noise": per_task(noise), "mean": per_task(mean)}
+
+
+def _predictive(kernel, zq, support, alpha, chol, lengthscale, outputscale, noise, mean,
+                full_cov=False):
+    """Predictive mean ``[..., n]`` and variance of y (``[..., n]``, or ``[..., n, n]``)."""
+    ks = kernel_matrix(kernel, zq, support, lengthscale, outputscale)  # [..., n, S]
+    mu = (ks @ alpha.unsqueeze(-1)).squeeze(-1) + _bcast(mean, zq[..., 0])
+    v = torch.linalg.solve_triangular(chol, ks.transpose(-1, -2), upper=False)  # [..., S, n]
+    if full_cov:
+        eye = torch.eye(zq.shape[-2], dtype=zq.dtype, device=zq.device)
+        kqq = kernel_matrix(kernel, zq, zq, lengthscale, outputscale)
+        return mu, kqq + _bcast(noise, kqq) * eye - v.transpose(-1, -2) @ v
+    var = _kernel_diag(kernel, zq, outputscale) + _bcast(noise, zq[..., 0]) - v.pow(2).sum(-2)
+    return mu, var
+
+
+class GaussianPredictor(torch.nn.Module):
+    """An adapted Gaussian regressor: the embedding, then GP prediction from buffers.
+
+    ``forward(x)`` is ``[n, 2]``: the predictive mean and standard deviation of
+    ``y`` at ``x`` (the noise variance included), as scikit-learn's
+    ``GaussianProcessRegressor`` gives them with a ``WhiteKernel``.
+    ``forward(x, full_cov=True)`` is the joint predictive ``(mean [n], cov [n, n])``.
+    The buffers here are placeholders: the adapted ones replace them through
+    ``functional_call``.
+    """
+
+    joint_predictive = True
+
+    def __init__(self, net, kernel, width):
+        super().__init__()
+        self.net, self.kernel = net, kernel
+        self.register_buffer("support", torch.zeros(1, width))
+        self.register_buffer("alpha", torch.zeros(1))
+        self.register_buffer("chol", torch.ones(1, 1))
+        for name in ("lengthscale", "outputscale", "noise"):
+            self.register_buffer(name, torch.ones(()))
+        self.register_buffer("mean", torch.zeros(()))
+
+    def forward(self, x, full_cov=False):
+        z = self.net(x).to(self.support.dtype)
+        mu, var = _predictive(self.kernel, z, self.support, self.alpha, self.chol,
+                              self.lengthscale, self.outputscale, self.noise, self.mean,
+                              full_cov=full_cov)
+        if full_cov:
+            return mu, var
+        return torch.stack([mu, var.clamp(min=0).sqrt()], dim=-1)
+
+
+def _gaussian_predictor(learner, kernel):
+    module = GaussianPredictor(learner.net, kernel, learner.embedding_width())
+    return module, FunctionalInnerLoop(module)
+
+
+def _check_finite(params):
+    if not all(torch.isfinite(v).all() for v in params.values()):
+        raise FloatingPointError(
+            "Adaptation diverged: the adapted parameters are not finite. Rescale the "
+            "inputs (standardize=True).")
+    return params
+
+
+def _n_way(loss, ys):
+    return loss.n_classes if loss.n_classes is not None else int(ys.max()) + 1
+
+
+# --------------------------------------------------------------- the strategies
+class Ridge:
+    """R2-D2: a meta-learned embedding with a closed-form ridge-regression head.
+
+    Meta-learned: the embedding, the penalty ``lambda = exp(log_lambda)``
+    (initially 1) and, for classification, the output scale and bias that map
+    the ridge outputs to logits (``logits = scale * Z_q W + bias``, initially 1
+    and 0, as MetaOptNet's R2-D2 head). The meta-loss is the query loss
+    (cross-entropy, or squared error), back-propagated through the solve.
+
+    A regressor's predictive standard deviation reads ridge as Bayesian linear
+    regression on the embedding: ``w ~ N(0, sigma^2 / lambda I)``, noise
+    ``sigma^2``. The noise variance is estimated from each support set by
+    maximum marginal likelihood given ``lambda``, in closed form:
+    ``sigma^2 = lambda y^T (Z Z^T + lambda I)^-1 y / S``. The predictive variance
+    is then ``sigma^2 (1 + (|z|^2 - k^T (Z Z^T + lambda I)^-1 k) / lambda)``,
+    ``k = Z z``: a GP with the linear kernel ``sigma^2 / lambda z.z'``.
+
+    Parameters
+    ----------
+    task : {"classification", "regression"}
+    """
+
+    optimizer = torch.optim.Adam
+    any_number_of_classes = True
+
+    def __init__(self, task):
+        if task not in ("classification", "regression"):
+            raise ValueError(f"task must be 'classification' or 'regression'; got {task!r}")
+        self.task = task
+
+    def learner(self, net, n_features):
+        hyper = {"log_lambda": 0.0}
+        if self.task == "classification":
+            hyper.update(scale=1.0, bias=0.0)
+        return ClosedFormLearner(net, n_features, hyper)
+
+    @staticmethod
+    def penalty(learner):
+        return learner.hyper["log_lambda"].exp()
+
+    def _targets(self, ys, loss, dtype):
+        if self.task == "classification":
+            return F.one_hot(ys, _n_way(loss, ys)).to(dtype)
+        return ys.unsqueeze(-1).to(dtype)
+
+    def query_outputs(self, learner, xs, ys, xq, *, loss, training):
+        zs, zq = learner.embed(xs), learner.embed(xq)
+        lam = self.penalty(learner)
+        w = ridge_weights(zs, self._targets(ys, loss, zs.dtype), lam)
+        out = zq @ w
+        if self.task == "classification":
+            return learner.hyper["scale"] * out + learner.hyper["bias"]
+        if training:
+            return out
+        mu, var = _predictive("linear", zq, **self._bayes(zs, ys, lam))
+        return torch.stack([mu, var.clamp(min=0).sqrt()], dim=-1)
+
+    @staticmethod
+    def _bayes(zs, ys, lam):
+        """The GP-form buffers of the Bayesian reading, the noise estimated from ``ys``."""
+        n = zs.shape[1]
+        lam = lam.to(zs.dtype)
+        gram = zs @ zs.transpose(1, 2) + lam * torch.eye(n, dtype=zs.dtype, device=zs.device)
+        a = torch.cholesky_solve(ys.to(zs.dtype).unsqueeze(-1),
+                                 _cholesky(gram, "ridge system Z Z^T + lambda I")).squeeze(-1)
+        # maximum marginal likelihood of sigma^2 given lambda; floored so that an
+        # exactly fitted support set (y = 0) still gives a positive-definite system
+        sigma2 = (lam * (ys.to(zs.dtype) * a).sum(-1) / n).clamp(min=1e-12)
+        return condition("linear", zs, ys.to(zs.dtype), lengthscale=torch.ones_like(sigma2),
+                         outputscale=sigma2 / lam, noise=sigma2, mean=torch.zeros_like(sigma2),
+                         jitter=0.0)
+
+    def meta_loss(self, learner, xs, ys, xq, yq, *, loss):
+        out = self.query_outputs(learner, xs, ys, xq, loss=loss, training=True)
+        value = loss(out, yq)
+        return value, value, out.detach()
+
+    def adapt(self, learner, xs, ys, *, loss):
+        with torch.no_grad():
+            zs = learner.embed(xs).double()
+            lam = self.penalty(learner).double()
+            n = len(xs)
+            if self.task == "regression":
+                buffers = self._bayes(zs, ys.double(), lam)
+                return _check_finite({**learner.expanded_params(n, "net."), **buffers})
+            w = ridge_weights(zs, self._targets(ys, loss, zs.dtype), lam)  # [T, E, C]
+            scale, bias = learner.hyper["scale"].double(), learner.hyper["bias"].double()
+            # solved in float64, stored in the embedding's dtype (its outputs meet them)
+            dtype = learner.hyper["scale"].dtype
+            head = {"1.weight": (scale * w.transpose(1, 2)).to(dtype).contiguous(),
+                    "1.bias": bias.expand(n, w.shape[-1]).to(dtype)}
+        return _check_finite({**learner.expanded_params(n, "0."), **head})
+
+    def predictor(self, learner):
+        if self.task == "regression":
+            return _gaussian_predictor(learner, "linear")
+        # a placeholder head: the adapted parameters (one row per class) replace it
+        module = torch.nn.Sequential(learner.net,
+                                     torch.nn.Linear(learner.embedding_width(), 1))
+        return module, FunctionalInnerLoop(module)
+
+    def fitted_attributes(self, learner):
+        values = {"ridge_lambda_": self.penalty(learner).detach().item()}
+        if self.task == "classification":
+            values.update(logit_scale_=learner.hyper["scale"].detach().item(),
+                          logit_bias_=learner.hyper["bias"].detach().item())
+        return values
+
+
+class DeepKernelGP:
+    """Deep Kernel Transfer: a GP whose kernel acts on a meta-learned embedding.
+
+    Meta-learned with the embedding: the kernel's length scale and output scale,
+    the noise variance and a constant mean (the length scale, output scale and
+    noise through softplus, the noise at least ``1e-4``; initially 0.69, 0.69,
+    0.69 and 0, gpytorch's defaults, which DKT uses). The meta-loss is the mean
+    over the tasks of a meta-batch of the negative log marginal likelihood of
+    the task's rows (support and query together), divided by their number (as
+    gpytorch's ``ExactMarginalLogLikelihood``). Validation and adaptation
+    condition on the support set only.
+
+    Parameters
+    ----------
+    kernel : {"rbf", "matern52", "linear"}
+    """
+
+    optimizer = torch.optim.Adam
+
+    def __init__(self, kernel="rbf"):
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS}; got {kernel!r}.")
+        self.kernel = kernel
+
+    def learner(self, net, n_features):
+        hyper = {"raw_lengthscale": 0.0, "raw_outputscale": 0.0, "raw_noise": 0.0,
+                 "mean": 0.0}
+        return ClosedFormLearner(net, n_features, hyper)
+
+    @staticmethod
+    def hyperparameters(learner):
+        """The positive hyperparameters: ``{lengthscale, outputscale, noise, mean}``."""
+        h = learner.hyper
+        return {"lengthscale": F.softplus(h["raw_lengthscale"]),
+                "outputscale": F.softplus(h["raw_outputscale"]),
+                "noise": NOISE_FLOOR + F.softplus(h["raw_noise"]), "mean": h["mean"]}
+
+    def query_outputs(self, learner, xs, ys, xq, *, loss, training):
+        zs, zq = learner.embed(xs), learner.embed(xq)
+        mu, var = _predictive(self.kernel, zq, **condition(
+            self.kernel, zs, ys.to(zs.dtype), **self.hyperparameters(learner)))
+        return torch.stack([mu, var.clamp(min=0).sqrt()], dim=-1)
+
+    def meta_loss(self, learner, xs, ys, xq, yq, *, loss):
+        x, y = torch.cat([xs, xq], dim=1), torch.cat([ys, yq], dim=1)
+        z = learner.embed(x)
+        hyper = self.hyperparameters(learner)
+        nll = gp_nll(self.kernel, z, y.to(z.dtype), **hyper).mean() / x.shape[1]
+        with torch.no_grad():  # what skorch records as y_pred: the query given the support
+            s = xs.shape[1]
+            mu, var = _predictive(self.kernel, z[:, s:], **condition(
+                self.kernel, z[:, :s], ys.to(z.dtype), **hyper))
+            out = torch.stack([mu, var.clamp(min=0).sqrt()], dim=-1)
+        return nll, nll.detach(), out
+
+    def adapt(self, learner, xs, ys, *, loss):
+        with torch.no_grad():
+            zs = learner.embed(xs).double()
+            hyper = {k: v.double() for k, v in self.hyperparameters(learner).items()}
+            buffers = condition(self.kernel, zs, ys.double(), **hyper)
+        return _check_finite({**learner.expanded_params(len(xs), "net."), **buffers})
+
+    def predictor(self, learner):
+        return _gaussian_predictor(learner, self.kernel)
+
+    def fitted_attributes(self, learner):
+        names = {"lengthscale": "lengthscale_", "outputscale": "outputscale_",
+                 "noise": "noise_", "mean": "constant_mean_"}
+        return {names[k]: v.detach().item() for k, v in self.hyperparameters(learner).items()}

@@ -1,0 +1,298 @@
+"""R2-D2's ridge head and Deep Kernel Transfer's GP, against scikit-learn and direct algebra.
+
+The math tests pin the closed-form solvers of ``sklmeta/_core/closed_form.py``
+(float64 throughout, so the tolerances are 1e-8 or so, not float32's) to
+independent references: scikit-learn's ``Ridge`` and ``GaussianProcessRegressor``
+on the same features, a direct primal solve under autograd, and the textbook
+Gaussian log density. The estimator tests check the contract: any number of
+classes at ``adapt``, the predictive intervals, ``sample_y``, persistence.
+"""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from conftest import small
+from scipy.stats import multivariate_normal
+from sklearn.base import clone
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import RBF, ConstantKernel, DotProduct, Matern, WhiteKernel
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import GridSearchCV, GroupKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import sklmeta
+from sklmeta import (
+    DeepKernelGPRegressor,
+    MAMLRegressor,
+    MetaRidgeClassifier,
+    MetaRidgeRegressor,
+    TaskSplitter,
+)
+from sklmeta._core import EpisodeLoss, make_mlp
+from sklmeta._core import closed_form as cf
+from sklmeta.datasets import make_sinusoid_tasks
+
+
+def _rng_tensors(seed, *shapes):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(*s, generator=g, dtype=torch.float64) for s in shapes]
+
+
+# ------------------------------------------------------------------ ridge head
+def test_ridge_head_equals_sklearn_ridge_on_the_embeddings():
+    # Woodbury form with more embedding dimensions (12) than support rows (7)
+    z, y = _rng_tensors(0, (3, 7, 12), (3, 7, 4))
+    lam = torch.tensor(0.37, dtype=torch.float64)
+    w = cf.ridge_weights(z, y, lam)
+    for t in range(3):
+        ref = Ridge(alpha=0.37, fit_intercept=False, solver="cholesky").fit(z[t], y[t])
+        np.testing.assert_allclose(w[t].T.numpy(), ref.coef_, rtol=1e-8, atol=1e-10)
+
+
+def test_ridge_meta_gradient_equals_autograd_through_the_primal_solve():
+    z0, y, g_out = _rng_tensors(1, (2, 5, 9), (2, 5, 3), (2, 9, 3))
+    lam0 = torch.tensor(0.8, dtype=torch.float64)
+
+    def grads(solve):
+        z, lam = z0.clone().requires_grad_(), lam0.clone().requires_grad_()
+        (solve(z, lam) * g_out).sum().backward()
+        return z.grad, lam.grad
+
+    def primal(z, lam):  # (Z^T Z + lambda I) W = Z^T Y: a 9 x 9 system
+        eye = torch.eye(z.shape[-1], dtype=z.dtype)
+        return torch.linalg.solve(z.transpose(1, 2) @ z + lam * eye, z.transpose(1, 2) @ y)
+
+    woodbury = grads(lambda z, lam: cf.ridge_weights(z, y, lam))
+    direct = grads(primal)
+    for a, b in zip(woodbury, direct):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+
+
+def test_ridge_classifier_head_is_scaled_ridge_on_the_one_hot_labels():
+    net = make_mlp(3, (8,), 6, generator=torch.Generator().manual_seed(0))
+    algorithm = cf.Ridge("classification")
+    learner = algorithm.learner(net, 3)
+    with torch.no_grad():
+        learner.hyper["log_lambda"].fill_(np.log(0.5))
+        learner.hyper["scale"].fill_(3.0)
+        learner.hyper["bias"].fill_(-0.25)
+    xs, xq = (torch.randn(1, n, 3, generator=torch.Generator().manual_seed(n)) for n in (9, 4))
+    ys = torch.tensor([[0, 1, 2, 0, 1, 2, 0, 1, 2]])
+    loss = EpisodeLoss("classification", 3)
+    params = algorithm.adapt(learner, xs, ys, loss=loss)
+    module, _ = algorithm.predictor(learner)
+    logits = sklmeta._adaptation.predict(module, {k: v[0] for k, v in params.items()}, xq[0])
+    with torch.no_grad():
+        zs, zq = net(xs[0]).double().numpy(), net(xq[0]).double().numpy()
+    ref = Ridge(alpha=0.5, fit_intercept=False).fit(zs, np.eye(3)[ys[0].numpy()])
+    np.testing.assert_allclose(logits.numpy(), 3.0 * ref.predict(zq) - 0.25, rtol=1e-5,
+                               atol=1e-5)  # the head is stored in the net's float32
+    # and meta-training's query outputs are the same function of the same embedding
+    out = algorithm.query_outputs(learner, xs, ys, xq, loss=loss, training=True)
+    np.testing.assert_allclose(out[0].detach().numpy(), logits.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_ridge_regressor_predictive_is_bayesian_linear_regression():
+    # posterior of w ~ N(0, s2/lam I), y = Zw + N(0, s2), with s2 at its marginal-likelihood
+    # maximum lam y^T (ZZ^T + lam I)^-1 y / n
+    z, y, zq = _rng_tensors(2, (1, 6, 10), (1, 6), (1, 4, 10))
+    lam = torch.tensor(2.0, dtype=torch.float64)
+    buffers = cf.Ridge._bayes(z, y, lam)
+    mu, var = cf._predictive("linear", zq, **buffers)
+    Z, Y, Q = z[0].numpy(), y[0].numpy(), zq[0].numpy()
+    s2 = 2.0 * Y @ np.linalg.solve(Z @ Z.T + 2.0 * np.eye(6), Y) / 6
+    cov_w = s2 * np.linalg.inv(Z.T @ Z + 2.0 * np.eye(10))
+    ref = Ridge(alpha=2.0, fit_intercept=False).fit(Z, Y)
+    np.testing.assert_allclose(mu[0].numpy(), ref.predict(Q), rtol=1e-8)
+    np.testing.assert_allclose(var[0].numpy(), s2 + np.einsum("ij,jk,ik->i", Q, cov_w, Q),
+                               rtol=1e-8)
+    # and s2 maximises the marginal likelihood N(y | 0, s2 (ZZ^T/lam + I)) over s2
+    def loglik(s):
+        return multivariate_normal(np.zeros(6), s * (Z @ Z.T / 2.0 + np.eye(6))).logpdf(Y)
+    assert loglik(s2) > max(loglik(0.9 * s2), loglik(1.1 * s2))
+
+
+# ------------------------------------------------------------------------- GP
+SK_KERNELS = {
+    "rbf": lambda ls, s: ConstantKernel(s, "fixed") * RBF(ls, "fixed"),
+    "matern52": lambda ls, s: ConstantKernel(s, "fixed") * Matern(ls, "fixed", nu=2.5),
+    "linear": lambda ls, s: ConstantKernel(s, "fixed") * DotProduct(0.0, "fixed"),
+}
+
+
+@pytest.mark.parametrize("kernel", cf.KERNELS)
+def test_gp_prediction_and_likelihood_equal_sklearn(kernel):
+    z, y, zq = _rng_tensors(3, (2, 8, 5), (2, 8), (2, 6, 5))
+    hyper = dict(lengthscale=torch.tensor(1.3, dtype=torch.float64),
+                 outputscale=torch.tensor(0.7, dtype=torch.float64),
+                 noise=torch.tensor(0.05, dtype=torch.float64),
+                 mean=torch.tensor(0.4, dtype=torch.float64))
+    buffers = cf.condition(kernel, z, y, **hyper)
+    mu, var = cf._predictive(kernel, zq, **buffers)
+    mu_joint, cov = cf._predictive(kernel, zq, **buffers, full_cov=True)
+    nll = cf.gp_nll(kernel, z, y, **hyper)
+    for t in range(2):
+        gpr = GaussianProcessRegressor(
+            SK_KERNELS[kernel](1.3, 0.7) + WhiteKernel(0.05, "fixed"), alpha=cf.JITTER,
+            optimizer=None).fit(z[t].numpy(), y[t].numpy() - 0.4)
+        mean, std = gpr.predict(zq[t].numpy(), return_std=True)
+        _, sk_cov = gpr.predict(zq[t].numpy(), return_cov=True)
+        np.testing.assert_allclose(mu[t].numpy(), mean + 0.4, rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(var[t].numpy(), std**2, rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(mu_joint[t].numpy(), mean + 0.4, rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(cov[t].numpy(), sk_cov, rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(-nll[t].item(), gpr.log_marginal_likelihood_value_,
+                                   rtol=1e-9)
+
+
+def test_gp_nll_equals_the_gaussian_log_density():
+    z, y = _rng_tensors(4, (3, 7, 4), (3, 7))
+    ls, s, noise, m = 0.8, 1.7, 0.2, -0.3
+    nll = cf.gp_nll("rbf", z, y, lengthscale=ls, outputscale=s, noise=noise, mean=m)
+    for t in range(3):
+        Z = z[t].numpy()
+        d2 = ((Z[:, None] - Z[None]) ** 2).sum(-1)
+        K = s * np.exp(-0.5 * d2 / ls**2) + (noise + cf.JITTER) * np.eye(7)
+        ref = -multivariate_normal(np.full(7, m), K).logpdf(y[t].numpy())
+        np.testing.assert_allclose(nll[t].item(), ref, rtol=1e-10)
+
+
+def test_dkt_meta_loss_is_the_mean_per_row_nll_of_support_and_query():
+    net = make_mlp(1, (8,), 4, generator=torch.Generator().manual_seed(0)).double()
+    algorithm = cf.DeepKernelGP("rbf")
+    learner = algorithm.learner(net, 1).double()
+    xs, ys, xq, yq = _rng_tensors(5, (3, 5, 1), (3, 5), (3, 4, 1), (3, 4))
+    objective, reported, out = algorithm.meta_loss(learner, xs, ys, xq, yq,
+                                                   loss=EpisodeLoss("regression"))
+    hyper = algorithm.hyperparameters(learner)
+    with torch.no_grad():
+        z = net(torch.cat([xs, xq], 1))
+    direct = cf.gp_nll("rbf", z, torch.cat([ys, yq], 1), **hyper).mean() / 9
+    torch.testing.assert_close(objective, direct)
+    assert out.shape == (3, 4, 2) and reported.item() == pytest.approx(direct.item())
+    objective.backward()  # the meta-gradient reaches the features and every hyperparameter
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in learner.parameters())
+
+
+# ------------------------------------------------------------------ estimators
+def test_ridge_classifier_adapts_to_any_number_of_classes(class_tasks):
+    meta = small(MetaRidgeClassifier, early_stopping=False).fit(class_tasks)
+    rng = np.random.RandomState(0)
+    X = rng.randn(50, 10)
+    y = np.repeat(["a", "b", "c", "d", "e"], 10)
+    X[np.arange(50), np.arange(50) // 10] += 6  # class c lives along feature c
+    adapted = meta.adapt(X, y)
+    assert adapted.classes_.tolist() == ["a", "b", "c", "d", "e"]
+    proba = adapted.predict_proba(X)
+    assert proba.shape == (50, 5) and np.allclose(proba.sum(1), 1)
+    assert adapted.score(X, y) > 0.8  # an easy 5-way task after 2-way meta-training
+    assert meta.ridge_lambda_ > 0 and np.isfinite(meta.logit_scale_)
+
+
+@pytest.mark.parametrize("cls", [MetaRidgeRegressor, DeepKernelGPRegressor])
+def test_regressors_give_a_std_and_joint_samples(cls, sine_tasks):
+    meta = small(cls, early_stopping=False).fit(sine_tasks[:-1])
+    X, y = sine_tasks[-1]
+    adapted = meta.adapt(X[:5], y[:5])
+    mean, std = adapted.predict(X[5:], return_std=True)
+    assert np.array_equal(mean, adapted.predict(X[5:])) and (std > 0).all()
+    mean_joint, cov = adapted._joint(X[5:])
+    np.testing.assert_allclose(mean_joint, mean, rtol=1e-10)
+    np.testing.assert_allclose(np.sqrt(np.diag(cov)), std, rtol=1e-6)
+    draws = adapted.sample_y(X[5:], n_samples=4000, random_state=0)
+    assert draws.shape == (25, 4000)
+    assert np.abs(draws.mean(1) - mean).max() < 5 * std.max() / np.sqrt(4000) + 1e-9
+    np.testing.assert_allclose(np.cov(draws), cov, atol=0.15 * cov.diagonal().max())
+    again = adapted.sample_y(X[5:], 3, random_state=1)
+    assert np.array_equal(again, adapted.sample_y(X[5:], 3, random_state=1))
+    assert not np.array_equal(again, adapted.sample_y(X[5:], 3, random_state=2))
+
+
+def test_sample_y_is_refused_where_the_learner_has_no_distribution(sine_tasks):
+    meta = small(MAMLRegressor, early_stopping=False).fit(sine_tasks)
+    X, y = sine_tasks[0]
+    with pytest.raises(ValueError, match="no joint predictive distribution"):
+        meta.adapt(X[:5], y[:5]).sample_y(X[5:])
+
+
+def test_gp_adapt_conditions_exactly_like_sklearn_on_the_learned_features(sine_tasks):
+    meta = small(DeepKernelGPRegressor, kernel="matern52", early_stopping=False).fit(sine_tasks)
+    X, y = sine_tasks[0]
+    adapted = meta.adapt(X[:7], y[:7])
+    # the estimator works on inputs and targets scaled by the fit data's statistics
+    Xs = (X - meta.x_mean_) / meta.x_scale_
+    ys = (y - meta.y_mean_) / meta.y_scale_
+    with torch.no_grad():
+        feats = meta.module_(torch.as_tensor(Xs, dtype=torch.float32)).double().numpy()
+    kernel = (ConstantKernel(meta.outputscale_, "fixed")
+              * Matern(meta.lengthscale_, "fixed", nu=2.5)
+              + WhiteKernel(meta.noise_, "fixed"))
+    gpr = GaussianProcessRegressor(kernel, alpha=cf.JITTER, optimizer=None).fit(
+        feats[:7], ys[:7] - meta.constant_mean_)
+    mean, std = gpr.predict(feats[7:], return_std=True)
+    ours_mean, ours_std = adapted.predict(X[7:], return_std=True)
+    # the features are the float32 network's; everything after them is float64
+    np.testing.assert_allclose(ours_mean, (mean + meta.constant_mean_) * meta.y_scale_
+                               + meta.y_mean_, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(ours_std, std * meta.y_scale_, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [MetaRidgeClassifier, MetaRidgeRegressor,
+                                 DeepKernelGPRegressor], ids=lambda c: c.__name__)
+def test_pickle_clone_grid_search_and_pipeline(cls, class_tasks, sine_tasks):
+    tasks = class_tasks if cls is MetaRidgeClassifier else sine_tasks
+    meta = small(cls, early_stopping=False).fit(tasks)
+    X, y = tasks[0]
+    again = pickle.loads(pickle.dumps(meta))
+    a, b = meta.adapt(X[:10], y[:10]), again.adapt(X[:10], y[:10])
+    assert np.array_equal(a.predict(X[10:]), b.predict(X[10:]))
+    assert pickle.loads(pickle.dumps(a)).predict(X[10:]).tolist() == a.predict(X[10:]).tolist()
+    assert clone(meta).get_params()["max_epochs"] == 2
+    X_all, y_all, groups = sklmeta.stack_tasks(tasks[:8])
+    search = GridSearchCV(small(cls, early_stopping=False), {"embedding_dim": [4, 8]},
+                          cv=GroupKFold(n_splits=2)).fit(X_all, y_all, groups=groups)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    assert search.best_estimator_.embedding_dim == search.best_params_["embedding_dim"]
+    pipe = make_pipeline(StandardScaler(), small(cls, early_stopping=False))
+    pipe.fit(X_all, y_all, **{f"{pipe.steps[-1][0]}__groups": groups})
+    assert sklmeta.adapt(pipe, X[:10], y[:10]).predict(X[10:20]).shape == (10,)
+
+
+def test_load_rebuilds_the_hyperparameters(sine_tasks, tmp_path):
+    meta = small(DeepKernelGPRegressor, kernel="linear", early_stopping=False).fit(sine_tasks)
+    path = tmp_path / "dkt.pt"
+    sklmeta.save(meta, path)
+    loaded = sklmeta.load(path)
+    assert loaded.kernel == "linear"
+    for name in ("lengthscale_", "outputscale_", "noise_", "constant_mean_"):
+        assert getattr(loaded, name) == getattr(meta, name)
+    X, y = sine_tasks[0]
+    a, b = meta.adapt(X[:5], y[:5]), loaded.adapt(X[:5], y[:5])
+    assert np.array_equal(a.predict(X[5:], return_std=True)[1],
+                          b.predict(X[5:], return_std=True)[1])
+    adapted_path = tmp_path / "adapted.pt"
+    sklmeta.save(a, adapted_path)
+    assert np.array_equal(sklmeta.load(adapted_path).sample_y(X[5:], 2), a.sample_y(X[5:], 2))
+
+
+def test_bad_kernel_is_a_clear_error(sine_tasks):
+    with pytest.raises(ValueError, match="kernel"):
+        DeepKernelGPRegressor(kernel="periodic").fit(sine_tasks)
+
+
+@pytest.mark.slow
+def test_gp_intervals_are_calibrated_on_fresh_sinusoids():
+    train = make_sinusoid_tasks(n_tasks=300, n_samples=30, random_state=0)
+    test = make_sinusoid_tasks(n_tasks=100, n_samples=30, random_state=1)
+    meta = DeepKernelGPRegressor(
+        task_splitter=TaskSplitter(k_shot=10, n_query=10, n_tasks=320, random_state=0),
+        max_epochs=10, random_state=0).fit(train)
+    inside = []
+    for X, y in test:
+        mean, std = meta.adapt(X[:10], y[:10]).predict(X[10:], return_std=True)
+        inside.append(np.abs(y[10:] - mean) <= 1.645 * std)
+    coverage = np.mean(inside)
+    assert 0.80 <= coverage <= 0.97, coverage
