@@ -16,4 +16,5 @@ REGISTRY = {
     "anil": ("ANILClassifier", "ANILRegressor"),
     "reptile": ("ReptileClassifier", "ReptileRegressor"),
     "protonet": ("ProtoNetClassifier", None),
+    "neuralprocess": ("NeuralProcessClassifier", "NeuralProcessRegressor"),
 }

@@ -25,7 +25,7 @@ from sklmeta.model_selection import mean_ci
 ROOT = Path(__file__).resolve().parents[1]  # a fresh interpreter imports this checkout's sklmeta
 TINY = ["--epochs", "1", "--episodes", "3", "--shots", "1"]
 COLUMNS = ["scenario", "shots", "method", "episode", "score"]
-CLASSIFIER_ROWS = [MAML, "Meta-SGD", "ANIL", "Reptile", "ProtoNet", RANDOM_START,
+CLASSIFIER_ROWS = [MAML, "Meta-SGD", "ANIL", "Reptile", "ProtoNet", "NeuralProcess", RANDOM_START,
                    "RandomForest", "1-NN", "LogisticRegression", MLP]
 VERDICTS = ("meta-learning wins by ", "the baselines win by ",
             "inconclusive, the 95% interval includes zero: ")
@@ -71,12 +71,12 @@ def test_sinusoid_reports_mse(tmp_path, capsys):
     assert "| pretrained + fine-tuned (10 SGD steps) | " in out
     scores = pd.read_csv(tmp_path / "sinusoid.csv")
     assert list(scores.columns) == COLUMNS
-    # MAML, Meta-SGD, ANIL, Reptile (no ProtoNet: classification only), the random start
-    # and two baselines, 3 episodes each
-    assert set(scores["method"]) == {MAML, "Meta-SGD", "ANIL", "Reptile",
+    # MAML, Meta-SGD, ANIL, Reptile, NeuralProcess (no ProtoNet: classification only), the
+    # random start and two baselines, 3 episodes each
+    assert set(scores["method"]) == {MAML, "Meta-SGD", "ANIL", "Reptile", "NeuralProcess",
                                      RANDOM_START, "pretrained + fine-tuned (10 SGD steps)",
                                      MLP}
-    assert len(scores) == 7 * 3
+    assert len(scores) == 8 * 3
     assert (scores["score"] <= 0).all()  # negated MSE, as scikit-learn scores it
 
 

@@ -1,8 +1,9 @@
 """scikit-learn's common estimator checks for the meta-estimators.
 
 ``parametrize_with_checks`` runs every check of ``sklearn.utils.estimator_checks``
-on every public meta-estimator: MAML, Meta-SGD, ANIL and Reptile (classifier and
-regressor each) and ProtoNet (classifier), and on the adapted estimators
+on every public meta-estimator: MAML, Meta-SGD, ANIL, Reptile and the neural
+processes (classifier and regressor each) and ProtoNet (classifier), and on the
+adapted estimators
 (``AdaptedClassifier`` / ``AdaptedRegressor``, whose ``fit`` is ``adapt``).
 
 The meta-learning contract departs from a plain estimator's in one place the
@@ -133,7 +134,8 @@ ESTIMATORS += _adapted_estimators()
 def test_every_algorithm_is_checked():
     names = {cls.__name__ for cls in META_ESTIMATORS}
     assert names == {f"{a}{k}" for a in ("MAML", "MetaSGD", "ANIL", "Reptile")
-                     for k in ("Classifier", "Regressor")} | {"ProtoNetClassifier"}
+                     for k in ("Classifier", "Regressor")} | {
+        "ProtoNetClassifier", "NeuralProcessClassifier", "NeuralProcessRegressor"}
     # ...and the tuple holds every public meta-estimator (it is also load's allow-list)
     public = {name for name in sklmeta.__all__ if isinstance(getattr(sklmeta, name), type)
               and issubclass(getattr(sklmeta, name), MetaEstimatorBase)}

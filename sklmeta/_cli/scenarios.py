@@ -37,7 +37,7 @@ class Algorithm:
 
 # --algorithms: key -> Algorithm, one per entry of sklmeta's registry
 _ROWS = {"maml": MAML, "metasgd": "Meta-SGD"}  # otherwise the class name without "Classifier"
-_OWN_INNER = {"reptile", "protonet"}  # keep their own inner-loop defaults
+_OWN_INNER = {"reptile", "protonet", "neuralprocess"}  # keep their own inner-loop defaults
 ALGORITHMS = {
     key: Algorithm(_ROWS.get(key, classifier.removesuffix("Classifier")), classifier, regressor,
                    key not in _OWN_INNER)

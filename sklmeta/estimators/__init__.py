@@ -18,13 +18,14 @@ from ..adapted import AdaptedClassifier, AdaptedRegressor, adapt
 from ._anil import ANILClassifier, ANILRegressor
 from ._maml import MAMLClassifier, MAMLRegressor
 from ._meta_sgd import MetaSGDClassifier, MetaSGDRegressor
+from ._neural_process import NeuralProcessClassifier, NeuralProcessRegressor
 from ._protonet import ProtoNetClassifier
 from ._reptile import ReptileClassifier, ReptileRegressor
 
 __all__ = [
     "ANILClassifier", "ANILRegressor", "AdaptedClassifier", "AdaptedRegressor", "MAMLClassifier",
     "MAMLRegressor", "META_ESTIMATORS", "MetaSGDClassifier", "MetaSGDRegressor",
-    "ProtoNetClassifier", "REGISTRY", "ReptileClassifier", "ReptileRegressor", "adapt",
+    "NeuralProcessClassifier", "NeuralProcessRegressor", "ProtoNetClassifier", "REGISTRY", "ReptileClassifier", "ReptileRegressor", "adapt",
     "make_mlp",
 ]
 
