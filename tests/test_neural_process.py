@@ -301,3 +301,16 @@ def test_it_learns_the_sinusoids():
         mse.append(np.mean((meta.adapt(X[:10], y[:10]).predict(X[10:]) - y[10:]) ** 2))
         baseline.append(np.mean((y[10:] - y[:10].mean()) ** 2))
     assert np.mean(mse) < 0.4 * np.mean(baseline)
+
+
+@pytest.mark.slow
+def test_the_benchmark_runs_quick(tmp_path):
+    from test_benchmarks import SCRIPT, run_script
+
+    proc = run_script(SCRIPT.parent / "neural_process.py", "--quick", cwd=tmp_path)
+    for heading in ["### Sinusoids, K=5", "### Sinusoids, K=10", "### Shared structure",
+                    "### Unseen digits 6-9"]:
+        assert heading in proc.stdout, heading
+    for row in ["| NeuralProcess (mean) | ", "| NeuralProcess (attention) | ", "| MAML | ",
+                "| ProtoNet | "]:
+        assert row in proc.stdout, row
