@@ -113,17 +113,24 @@ def run_family(family, seed, quick):
             if quick:
                 params["max_meta_steps"] = 100
             start = time.perf_counter()
+            meta, diverged = cls(**params), False
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                meta = cls(**params).fit(*fit_args)
+                try:
+                    meta.fit(*fit_args)
+                except sklmeta.MetaTrainingDiverged:  # fitted with the last finite weights
+                    diverged = True
             seconds = time.perf_counter() - start
             scoring = None if task == "classification" else "neg_mean_squared_error"
-            _, scores = compare({name: meta}, X, y, cv=episodes, scoring=scoring,
-                                return_scores=True)
-            values = scores.score.to_numpy()
+            try:
+                _, scores = compare({name: meta}, X, y, cv=episodes, scoring=scoring,
+                                    return_scores=True)
+                values = scores.score.to_numpy()
+            except FloatingPointError:  # its adaptation diverges
+                values, diverged = np.full(len(episodes), np.nan), True
             values = values * 100 if task == "classification" else -values / variance
             rows.append((name, extra, is_default, mean_ci(values), seconds,
-                         meta.n_meta_steps_, meta.best_epoch_))
+                         meta.n_meta_steps_, "diverged" if diverged else meta.best_epoch_))
     return task, rows
 
 

@@ -24,6 +24,8 @@ _EXPORTS = {
     "MetaSGDClassifier": "estimators",
     "MetaSGDRegressor": "estimators",
     "MetaTrainingDiverged": "_training",
+    "NeuralProcessClassifier": "estimators",
+    "NeuralProcessRegressor": "estimators",
     "ProtoNetClassifier": "estimators",
     "ReptileClassifier": "estimators",
     "ReptileRegressor": "estimators",

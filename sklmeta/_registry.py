@@ -18,4 +18,5 @@ REGISTRY = {
     "protonet": ("ProtoNetClassifier", None),
     "ridge": ("MetaRidgeClassifier", "MetaRidgeRegressor"),
     "dkt": (None, "DeepKernelGPRegressor"),
+    "neuralprocess": ("NeuralProcessClassifier", "NeuralProcessRegressor"),
 }

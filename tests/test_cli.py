@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]  # a fresh interpreter imports this c
 TINY = ["--epochs", "1", "--episodes", "3", "--shots", "1"]
 COLUMNS = ["scenario", "shots", "method", "episode", "score"]
 CLASSIFIER_ROWS = [MAML, "Meta-SGD", "ANIL", "Reptile", "ProtoNet", "R2-D2 (MetaRidge)",
-                   RANDOM_START,
+                   "NeuralProcess", RANDOM_START,
                    "RandomForest", "1-NN", "LogisticRegression", MLP]
 VERDICTS = ("meta-learning wins by ", "the baselines win by ",
             "inconclusive, the 95% interval includes zero: ")
@@ -72,12 +72,12 @@ def test_sinusoid_reports_mse(tmp_path, capsys):
     assert "| pretrained + fine-tuned (10 SGD steps) | " in out
     scores = pd.read_csv(tmp_path / "sinusoid.csv")
     assert list(scores.columns) == COLUMNS
-    # MAML, Meta-SGD, ANIL, Reptile, R2-D2, DKT (no ProtoNet: classification only), the
-    # random start and two baselines, 3 episodes each
+    # MAML, Meta-SGD, ANIL, Reptile, R2-D2, DKT, NeuralProcess (no ProtoNet: classification
+    # only), the random start and two baselines, 3 episodes each
     assert set(scores["method"]) == {MAML, "Meta-SGD", "ANIL", "Reptile", "R2-D2 (MetaRidge)",
-                                     "DKT (DeepKernelGP)", RANDOM_START,
+                                     "DKT (DeepKernelGP)", "NeuralProcess", RANDOM_START,
                                      "pretrained + fine-tuned (10 SGD steps)", MLP}
-    assert len(scores) == 9 * 3
+    assert len(scores) == 10 * 3
     assert (scores["score"] <= 0).all()  # negated MSE, as scikit-learn scores it
 
 

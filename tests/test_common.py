@@ -1,9 +1,9 @@
 """scikit-learn's common estimator checks for the meta-estimators.
 
 ``parametrize_with_checks`` runs every check of ``sklearn.utils.estimator_checks``
-on every public meta-estimator: MAML, Meta-SGD, ANIL, Reptile and R2-D2 (classifier
-and regressor each), ProtoNet (classifier) and Deep Kernel Transfer (regressor), and
-on the adapted estimators
+on every public meta-estimator: MAML, Meta-SGD, ANIL, Reptile, R2-D2 and the
+neural processes (classifier and regressor each), ProtoNet (classifier) and Deep
+Kernel Transfer (regressor), and on the adapted estimators
 (``AdaptedClassifier`` / ``AdaptedRegressor``, whose ``fit`` is ``adapt``).
 
 The meta-learning contract departs from a plain estimator's in one place the
@@ -136,7 +136,7 @@ def test_every_algorithm_is_checked():
     assert names == {f"{a}{k}" for a in ("MAML", "MetaSGD", "ANIL", "Reptile")
                      for k in ("Classifier", "Regressor")} | {
         "ProtoNetClassifier", "MetaRidgeClassifier", "MetaRidgeRegressor",
-        "DeepKernelGPRegressor"}
+        "DeepKernelGPRegressor", "NeuralProcessClassifier", "NeuralProcessRegressor"}
     # ...and the tuple holds every public meta-estimator (it is also load's allow-list)
     public = {name for name in sklmeta.__all__ if isinstance(getattr(sklmeta, name), type)
               and issubclass(getattr(sklmeta, name), MetaEstimatorBase)}

@@ -38,8 +38,8 @@ class Algorithm:
 # --algorithms: key -> Algorithm, one per entry of sklmeta's registry
 _ROWS = {"maml": MAML, "metasgd": "Meta-SGD", "ridge": "R2-D2 (MetaRidge)",
          "dkt": "DKT (DeepKernelGP)"}  # otherwise the class name without "Classifier"
-# keep their own inner-loop defaults (or adapt in closed form)
-_OWN_INNER = {"reptile", "protonet", "ridge", "dkt"}
+# keep their own inner-loop defaults (or adapt in closed form, or by a forward pass)
+_OWN_INNER = {"reptile", "protonet", "ridge", "dkt", "neuralprocess"}
 ALGORITHMS = {
     key: Algorithm(_ROWS.get(key, (classifier or "").removesuffix("Classifier")), classifier,
                    regressor, key not in _OWN_INNER)

@@ -19,6 +19,7 @@ from ._anil import ANILClassifier, ANILRegressor
 from ._dkt import DeepKernelGPRegressor
 from ._maml import MAMLClassifier, MAMLRegressor
 from ._meta_sgd import MetaSGDClassifier, MetaSGDRegressor
+from ._neural_process import NeuralProcessClassifier, NeuralProcessRegressor
 from ._protonet import ProtoNetClassifier
 from ._reptile import ReptileClassifier, ReptileRegressor
 from ._ridge import MetaRidgeClassifier, MetaRidgeRegressor
@@ -27,7 +28,8 @@ __all__ = [
     "ANILClassifier", "ANILRegressor", "AdaptedClassifier", "AdaptedRegressor",
     "DeepKernelGPRegressor", "MAMLClassifier", "MAMLRegressor", "META_ESTIMATORS",
     "MetaRidgeClassifier", "MetaRidgeRegressor", "MetaSGDClassifier", "MetaSGDRegressor",
-    "ProtoNetClassifier", "REGISTRY", "ReptileClassifier", "ReptileRegressor", "adapt",
+    "NeuralProcessClassifier", "NeuralProcessRegressor", "ProtoNetClassifier", "REGISTRY",
+    "ReptileClassifier", "ReptileRegressor", "adapt",
     "make_mlp",
 ]
 
