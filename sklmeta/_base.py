@@ -34,7 +34,7 @@ from ._adaptation import episode_scores
 from ._core import ACTIVATIONS, network
 from ._core.threads import compute_threads
 from ._doc_link import DocLinkMixin
-from ._episodes import fit_pools, hold_out, label_repr
+from ._episodes import fit_pools, hold_out, label_repr, usable
 from ._preprocessing import Scaling, numeric_target
 from ._training import (
     DivergenceWarning,
@@ -266,6 +266,11 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
         fitted.update(standardize_=mode, x_mean_=scaling.x_mean, x_scale_=scaling.x_scale,
                       y_mean_=scaling.y_mean, y_scale_=scaling.y_scale)
         n_way = self._n_way(pools, splitter)  # classes per episode
+        if unit is not None:  # groups or task datasets too small for an episode: skipped
+            keep = usable([p.y for p in pools], [len(p.y) for p in pools],
+                          [p.name for p in pools], n_way=n_way, k_shot=splitter.k_shot,
+                          n_query=splitter.n_query, what=unit)
+            pools = [p for p, k in zip(pools, keep) if k]
         label_classes, head = None, n_way
         if n_way is not None and self._label_mode(unit) == "fixed":
             label_classes = np.unique(np.concatenate([p.y for p in pools]))

@@ -14,6 +14,7 @@ Everything that turns data into episodes goes through here, for the splitter
   ``[pool, class]`` table of offsets, never a dense ``[pool, class, row]`` one).
 """
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +23,7 @@ from sklearn.utils.validation import column_or_1d
 from ._validation import unique_labels
 
 __all__ = ["EpisodeSampler", "TaskPool", "choose_classes", "fit_pools", "group_rows",
-           "hold_out", "is_task_list", "label_repr"]
+           "hold_out", "is_task_list", "label_repr", "pool_rows", "usable"]
 
 
 def label_repr(value):
@@ -190,6 +191,71 @@ def hold_out(pools, unit, *, n_way, need, fraction, rng):
             [TaskPool(pool.X[held], pool.y[held], pool.name, pool.key)], split, "")
 
 
+def pool_rows(y, size, n_way, k_shot, n_query, name=""):
+    """A pool's class sizes and its rows sorted by class (stable); a ValueError naming
+    what is too small when it cannot give an episode."""
+    need = k_shot + n_query
+    if n_way is None:
+        if size < need:
+            raise ValueError(
+                f"{name or 'X '}has {size} samples, fewer than k_shot + n_query = "
+                f"{k_shot} + {n_query} = {need}."
+            )
+        return np.array([size]), np.arange(size)
+    classes, y_idx = unique_labels(y, "y")
+    if n_way > len(classes):
+        of = f"of {name}" if name else "in y "
+        raise ValueError(
+            f"n_way={n_way} is larger than the number of classes {of}"
+            f"({len(classes)}: {classes.tolist()})."
+        )
+    counts = np.bincount(y_idx, minlength=len(classes))
+    small = counts < need
+    if small.any():
+        detail = _listing(
+            f"class {label_repr(c)} has {n}" for c, n in zip(classes[small], counts[small])
+        )
+        raise ValueError(
+            f"Every class{' of ' + name if name else ' '}needs at least k_shot + n_query = "
+            f"{k_shot} + {n_query} = {need} samples; {detail}."
+        )
+    return counts, np.argsort(y_idx, kind="stable")
+
+
+def usable(labels, sizes, names, *, n_way, k_shot, n_query, what="groups"):
+    """Which pools can give an episode; one warning that counts the others.
+
+    Real grouped data bring groups too small for an episode (a store open a
+    month, a patient with three visits): they are skipped, with a warning that
+    says how many and which. Only when none can give one is it an error (the
+    first pool's reason).
+
+    Returns
+    -------
+    list of bool
+        One per pool.
+    """
+    keep, reasons = [], []
+    for y, size, name in zip(labels, sizes, names):
+        try:
+            pool_rows(y, size, n_way, k_shot, n_query, name)
+            keep.append(True)
+        except ValueError as e:
+            keep.append(False)
+            reasons.append((name, e))
+    if not any(keep):
+        raise reasons[0][1]
+    if reasons:
+        warnings.warn(
+            f"Skipped {len(reasons)} of {len(keep)} {what} too small for an episode "
+            f"(k_shot + n_query = {k_shot + n_query} rows"
+            f"{f' for each of n_way={n_way} classes' if n_way else ''}): "
+            f"{_listing(name.strip() for name, _ in reasons)}. The first: {reasons[0][1]}",
+            UserWarning, stacklevel=3,
+        )
+    return keep
+
+
 class EpisodeSampler:
     """Draws few-shot episodes from pools of rows, a batch of episodes at a time.
 
@@ -228,7 +294,7 @@ class EpisodeSampler:
         need = k_shot + n_query
         per_pool, start = [], 0
         for y, size, name in zip(labels, sizes, names):
-            counts, order = self._class_rows(y, size, need, name)
+            counts, order = pool_rows(y, size, n_way, k_shot, n_query, name)
             per_pool.append((counts, order + start))
             start += size
         n_classes = max(len(c) for c, _ in per_pool)
@@ -241,34 +307,6 @@ class EpisodeSampler:
             at += int(counts.sum())
         self.order = np.concatenate([o for _, o in per_pool])
         self._longest = int(self.counts.max())
-
-    def _class_rows(self, y, size, need, name):
-        """Class sizes and the pool's rows sorted by class (stable), checked."""
-        if self.n_way is None:
-            if size < need:
-                raise ValueError(
-                    f"{name or 'X '}has {size} samples, fewer than k_shot + n_query = "
-                    f"{self.k} + {self.q} = {need}."
-                )
-            return np.array([size]), np.arange(size)
-        classes, y_idx = unique_labels(y, "y")
-        if self.n_way > len(classes):
-            of = f"of {name}" if name else "in y "
-            raise ValueError(
-                f"n_way={self.n_way} is larger than the number of classes {of}"
-                f"({len(classes)}: {classes.tolist()})."
-            )
-        counts = np.bincount(y_idx, minlength=len(classes))
-        small = counts < need
-        if small.any():
-            detail = _listing(
-                f"class {label_repr(c)} has {n}" for c, n in zip(classes[small], counts[small])
-            )
-            raise ValueError(
-                f"Every class{' of ' + name if name else ' '}needs at least k_shot + n_query = "
-                f"{self.k} + {self.q} = {need} samples; {detail}."
-            )
-        return counts, np.argsort(y_idx, kind="stable")
 
     def draw(self, rng, n, with_classes=False):
         """Row indices ``[n, ways, k_shot + n_query]`` of ``n`` episodes.

@@ -16,7 +16,7 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import _num_samples, column_or_1d
 
 from ._doc_link import DocLinkMixin
-from ._episodes import EpisodeSampler, choose_classes, group_rows, label_repr
+from ._episodes import EpisodeSampler, choose_classes, group_rows, label_repr, usable
 from ._validation import check_int, unique_labels
 
 __all__ = ["TaskSplitter", "stack_tasks", "train_test_split_classes"]
@@ -149,6 +149,11 @@ class TaskSplitter(DocLinkMixin, BaseEstimator):
             keys, pools = group_rows(groups, n_samples)
             names = [f"group {label_repr(g)} " for g in keys]
         labels = [None if self.n_way is None else y[rows] for rows in pools]
+        if groups is not None:  # groups too small for an episode: skipped, with a warning
+            keep = usable(labels, [len(r) for r in pools], names, n_way=self.n_way,
+                          k_shot=self.k_shot, n_query=self.n_query)
+            pools, labels, names = ([v for v, k in zip(seq, keep) if k]
+                                    for seq in (pools, labels, names))
         sampler = EpisodeSampler(labels, [len(r) for r in pools], n_way=self.n_way,
                                  k_shot=self.k_shot, n_query=self.n_query, names=names)
         return sampler, np.concatenate(pools)

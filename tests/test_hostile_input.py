@@ -186,8 +186,13 @@ def test_a_single_class_at_split_and_score(class_data, meta_clf):
 def test_a_task_with_a_single_class_is_named(class_data):
     X, y, _ = class_data
     tasks = [(X[:30], y[:30]), (X[30:60], np.zeros(30, dtype=int)), (X[60:90], y[60:90])]
-    with pytest.raises(ValueError, match=r"larger than the number of classes of task 1 \(1: \[0\]\)"):
-        classifier().fit(tasks)
+    message = r"larger than the number of classes of task 1 \(1: \[0\]\)"
+    with pytest.warns(UserWarning, match=r"Skipped 1 of 3 tasks too small for an episode.*"
+                                         r"task 1\. The first: n_way=2 is " + message):
+        classifier().fit(tasks)  # a task that cannot give an episode is skipped...
+    with pytest.raises(ValueError, match=r"larger than the number of classes of task 0 "
+                                         r"\(1: \[0\]\)"):  # ...unless no task can
+        classifier().fit(tasks[1:2])
 
 
 # ---------------------------------------------------------- labels of mixed types
@@ -293,11 +298,10 @@ def test_n_way_above_the_classes_of_a_group_names_the_group():
     y = np.r_[np.tile([0, 1, 2], 7)[:20], np.tile([0, 1], 10)]
     groups = np.repeat(["a", "b"], 20)
     message = r"n_way=3 is larger than the number of classes of group 'b' \(2: \[0, 1\]\)"
-    with pytest.raises(ValueError, match=message):
+    with pytest.warns(UserWarning, match=r"Skipped 1 of 2 groups .*The first: " + message):
         next(TaskSplitter(n_way=3, k_shot=1, n_query=1).split(X, y, groups))
-    splitter = TaskSplitter(n_way=3, k_shot=1, n_query=1, n_tasks=4)
-    with pytest.raises(ValueError, match=message):
-        classifier(task_splitter=splitter).fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match=message):  # when no group is left, an error
+        next(TaskSplitter(n_way=3, k_shot=1, n_query=1).split(X[20:], y[20:], groups[20:]))
 
 
 def test_a_group_too_small_for_k_shot_plus_n_query_is_named():
@@ -307,12 +311,19 @@ def test_a_group_too_small_for_k_shot_plus_n_query_is_named():
     splitter = TaskSplitter(n_way=2, k_shot=2, n_query=2, n_tasks=4)
     message = (r"Every class of group 'b' needs at least k_shot \+ n_query = 2 \+ 2 = 4 "
                r"samples; class 0 has 3, class 1 has 2\.")
-    with pytest.raises(ValueError, match=message):
+    # real grouped data bring small groups: skipped, counted and named in one warning
+    with pytest.warns(UserWarning, match=r"Skipped 1 of 2 groups too small for an episode "
+                                         r"\(k_shot \+ n_query = 4 rows for each of n_way=2 "
+                                         r"classes\): group 'b'\. The first: " + message):
         next(splitter.split(X, y, groups))
-    with pytest.raises(ValueError, match=message):
-        classifier(task_splitter=splitter).fit(X, y, groups=groups)
-    with pytest.raises(ValueError, match=r"group 'b' has 5 samples, fewer than k_shot \+ n_query = 3 \+ 3 = 6"):
+    with pytest.warns(UserWarning, match=message):
+        meta = classifier(task_splitter=splitter).fit(X, y, groups=groups)
+    assert meta.validation_split_ is None or "b" not in meta.validation_split_["held_out"]
+    with pytest.warns(UserWarning, match=r"group 'b' has 5 samples, fewer than k_shot \+ "
+                                         r"n_query = 3 \+ 3 = 6"):
         regressor(task_splitter=TaskSplitter(k_shot=3, n_query=3)).fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match=message):  # an error only when none is left
+        next(splitter.split(X[20:], y[20:], groups[20:]))
 
 
 # -------------------------------------------------------------------- numerics

@@ -62,8 +62,12 @@ def test_a_class_too_small_is_named_with_its_count(iris):
 
 def test_a_group_too_small_is_named():
     X, groups = np.zeros((25, 1)), np.r_[[0] * 20, [1] * 5]
+    with pytest.warns(UserWarning, match=r"Skipped 1 of 2 groups.*group 1 has 5 samples, "
+                                         r"fewer than"):
+        episodes = list(TaskSplitter(k_shot=5, n_query=5, n_tasks=20).split(X, groups=groups))
+    assert all(np.concatenate(e).max() < 20 for e in episodes)  # all from group 0
     with pytest.raises(ValueError, match=r"group 1 has 5 samples, fewer than"):
-        next(TaskSplitter(k_shot=5, n_query=5).split(X, groups=groups))
+        next(TaskSplitter(k_shot=5, n_query=5).split(X[20:], groups=groups[20:]))
 
 
 def test_n_way_above_number_of_classes(iris):
