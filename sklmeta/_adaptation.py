@@ -112,6 +112,7 @@ def validate_support(meta, estimator, X, y):
     else:
         _check_n_features(meta, X, reset=False)
     if classifier:
+        unique_labels(y, "y")  # mixed types (None among strings): a named error
         check_classification_targets(y)
     else:
         y = numeric_target(y)
@@ -218,7 +219,17 @@ def predict(module, params, x):
     params = {k: v.double()[None] if v.is_floating_point() else v[None]
               for k, v in params.items()}
     with torch.no_grad(), compute_threads():
-        return select_inner_loop(module).forward(params, x.double()[None])[0]
+        out = select_inner_loop(module).forward(params, x.double()[None])[0]
+    bad = ~torch.isfinite(out).all(dim=-1)
+    if bad.any():
+        rows = torch.nonzero(bad).flatten().tolist()
+        raise ValueError(
+            f"The adapted network's output is not finite for rows {rows[:10]}"
+            f"{' ...' if len(rows) > 10 else ''} of X: their values (after scaling, up to "
+            f"|x| = {x[bad].abs().max().item():.3g}) are too large for it. Check those rows, "
+            "or keep standardize='auto'."
+        )
+    return out
 
 
 def scoring_splitter(meta, y):

@@ -43,7 +43,7 @@ from ._training import (
     build_net,
     episode_tensors,
 )
-from ._validation import check_hidden_layer_sizes
+from ._validation import check_hidden_layer_sizes, unique_labels
 from .tasks import TaskSplitter
 
 __all__ = ["GRADIENT_CONSTRAINTS", "SAVED_ATTRIBUTES", "GradientBased", "MetaClassifierBase",
@@ -162,6 +162,10 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
                 raise
             raise ValueError(f"{where}{e}") from e
         if classifier:
+            try:
+                unique_labels(y, "y")  # mixed types (None among strings): a named error
+            except ValueError as e:
+                raise ValueError(f"{where or ''}{e}") from None
             check_classification_targets(y)
         else:
             y = numeric_target(y, where or "")

@@ -206,10 +206,10 @@ def test_mixed_type_labels_are_a_named_error(class_data, meta_clf):
         meta_clf.score(X, mixed)
     with pytest.raises(ValueError, match=r"groups has labels of mixed types \(int, str\)"):
         next(TaskSplitter(k_shot=2, n_query=2).split(X, groups=mixed))
-    # fit and adapt reject it with scikit-learn's check_classification_targets
-    with pytest.raises(ValueError, match="Unknown label type: unknown"):
+    # fit and adapt name it too (they gave scikit-learn's "Unknown label type: unknown")
+    with pytest.raises(ValueError, match=message):
         classifier().fit(X, mixed)
-    with pytest.raises(ValueError, match="Unknown label type: unknown"):
+    with pytest.raises(ValueError, match=message):
         meta_clf.adapt(X[:6], mixed[:6])
 
 
@@ -411,3 +411,40 @@ def test_a_regressor_with_string_targets_is_named(sine_data, meta_reg):
         regressor().fit(X, text, groups=groups)
     with pytest.raises(ValueError, match="y of a regressor must be numeric"):
         meta_reg.adapt(X[:5], text[:5])
+
+
+def test_none_among_string_labels_is_a_named_error_at_fit_and_adapt(class_data, meta_clf):
+    X, y, groups = class_data
+    labels = np.where(y == 0, "a", "b").astype(object)
+    labels[3] = None  # was a bare TypeError from numpy's sort
+    message = r"y has labels of mixed types \(NoneType, str\)"
+    with pytest.raises(ValueError, match=message):
+        classifier().fit(X, labels, groups=groups)
+    with pytest.raises(ValueError, match=message):
+        meta_clf.adapt(X[:6], labels[:6])
+    with pytest.raises(ValueError, match="task 1: " + message):
+        classifier().fit([(X[:20], y[:20]), (X[:20], labels[:20])])
+
+
+def test_a_non_finite_output_is_an_error_that_names_the_rows(class_data, meta_clf):
+    X, y, _ = class_data
+    clf = meta_clf.adapt(X[:6], y[:6])
+    with torch.no_grad():  # adapted parameters that blow up on one feature's values
+        clf.params_ = {k: v.clone() for k, v in clf.params_.items()}
+        clf.params_["0.weight"][:, 0] = float("inf")
+    query = X[6:10].copy()
+    for method in (clf.predict_proba, clf.predict):
+        with pytest.raises(ValueError, match=r"output is not finite for rows \[[0-9, ]+\] of X"):
+            method(query)
+
+
+def test_reordered_dataframe_columns_are_refused_whatever_the_scaling():
+    import pandas as pd
+
+    rng = np.random.RandomState(0)
+    df = pd.DataFrame(rng.randn(60, 3), columns=["a", "b", "c"])
+    y = np.tile([0, 1], 30)
+    for standardize in ("per-task", "global"):
+        meta = classifier(standardize=standardize).fit(df, y)
+        with pytest.raises(ValueError, match="feature names should match"):
+            meta.adapt(df[["c", "b", "a"]][:6], y[:6])
