@@ -252,10 +252,12 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
             self.random_state).randint(2**31, size=4)
         pools, unit = fit_pools(X, y, groups, self._check_xy)
         fitted = {"n_features_in_": max(p.X.shape[1] for p in pools)}
-        if unit != "tasks":
-            names = _get_feature_names(X)
-            if names is not None:
-                fitted["feature_names_in_"] = names
+        # a DataFrame's column names; a task list's where every task has the same ones
+        task_names = ([_get_feature_names(Xi) for Xi, _ in X] if unit == "tasks"
+                      else [_get_feature_names(X)])
+        if task_names[0] is not None and all(
+                n is not None and np.array_equal(n, task_names[0]) for n in task_names):
+            fitted["feature_names_in_"] = task_names[0]
         widths = {p.X.shape[1] for p in pools}
         mode = {"auto": "per-task" if len(widths) > 1 else "global", True: "per-task"}.get(
             self.standardize, self.standardize)

@@ -609,3 +609,28 @@ def test_a_regressor_without_uncertainty_says_so_at_return_std(sine_tasks):
     assert adapted.predict(X[5:]).shape == (len(y) - 5,)
     with pytest.raises(ValueError, match="MAMLRegressor predicts no standard deviation"):
         adapted.predict(X[5:], return_std=True)
+
+
+def test_a_task_list_of_dataframes_with_shared_columns_keeps_their_names(class_tasks):
+    columns = [f"c{i}" for i in range(class_tasks[0][0].shape[1])]
+    frames = [(pd.DataFrame(X, columns=columns), pd.Series(y)) for X, y in class_tasks]
+    meta = small_classifier().fit(frames)
+    assert meta.feature_names_in_.tolist() == columns
+    X, y = frames[0]
+    with pytest.raises(ValueError, match="feature names should match"):
+        meta.adapt(X[columns[::-1]][:6], y[:6])
+    # tasks whose columns differ share no names
+    renamed = frames[:1] + [(X.set_axis([f"d{i}" for i in range(len(columns))], axis=1), y)
+                            for X, y in frames[1:]]
+    assert not hasattr(small_classifier().fit(renamed), "feature_names_in_")
+
+
+def test_read_only_pandas_input_at_adapt_raises_no_torch_warning(class_tasks):
+    meta = small_classifier().fit(class_tasks)
+    X, y = class_tasks[0]
+    X_ro, y_ro = X[:10].copy(), y[:10].copy()
+    X_ro.setflags(write=False)
+    y_ro.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns on non-writable numpy arrays
+        meta.adapt(pd.DataFrame(X_ro), pd.Series(y_ro)).predict(pd.DataFrame(X_ro))
