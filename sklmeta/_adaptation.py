@@ -34,7 +34,7 @@ from sklearn.utils.validation import (
 
 from ._core import EpisodeLoss, select_inner_loop
 from ._core.threads import compute_threads
-from ._episodes import is_task_list
+from ._episodes import fitted_episode_size, is_task_list
 from ._preprocessing import Scaling, numeric_target, scale_target, to_tensor
 from ._validation import unique_labels
 from .tasks import TaskSplitter
@@ -248,6 +248,11 @@ def scoring_splitter(meta, y):
             raise ValueError(f"{type(meta).__name__}.score draws episodes of at least 2 "
                              f"classes; y has {n_classes}.")
         splitter.set_params(n_way=min(meta.n_way_, n_classes))
+    if meta.task_splitter is None:  # the default splitter fits its episodes to small data
+        y = column_or_1d(y)
+        k_shot, n_query = fitted_episode_size(splitter.k_shot, splitter.n_query, [y], [len(y)],
+                                              splitter.n_way)
+        splitter.set_params(k_shot=k_shot, n_query=n_query)
     return splitter
 
 

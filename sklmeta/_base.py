@@ -18,7 +18,7 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, is_classifier
+from sklearn.base import BaseEstimator, clone, is_classifier
 from sklearn.utils import ClassifierTags, RegressorTags, check_random_state
 from sklearn.utils._param_validation import (
     HasMethods,
@@ -34,7 +34,7 @@ from ._adaptation import episode_scores
 from ._core import ACTIVATIONS, network
 from ._core.threads import compute_threads
 from ._doc_link import DocLinkMixin
-from ._episodes import fit_pools, hold_out, label_repr, usable
+from ._episodes import fit_pools, fitted_episode_size, hold_out, label_repr, usable
 from ._preprocessing import Scaling, numeric_target
 from ._training import (
     DivergenceWarning,
@@ -272,6 +272,11 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
         fitted.update(standardize_=mode, x_mean_=scaling.x_mean, x_scale_=scaling.x_scale,
                       y_mean_=scaling.y_mean, y_scale_=scaling.y_scale)
         n_way = self._n_way(pools, splitter)  # classes per episode
+        if self.task_splitter is None:  # the default splitter fits its episodes to small data
+            k_shot, n_query = fitted_episode_size(
+                splitter.k_shot, splitter.n_query, [p.y for p in pools],
+                [len(p.y) for p in pools], n_way)
+            splitter = clone(splitter).set_params(k_shot=k_shot, n_query=n_query)
         if unit is not None:  # groups or task datasets too small for an episode: skipped
             keep = usable([p.y for p in pools], [len(p.y) for p in pools],
                           [p.name for p in pools], n_way=n_way, k_shot=splitter.k_shot,

@@ -23,7 +23,8 @@ from sklearn.utils.validation import column_or_1d
 from ._validation import unique_labels
 
 __all__ = ["EpisodeSampler", "TaskPool", "choose_classes", "fit_pools", "group_rows",
-           "hold_out", "is_task_list", "label_repr", "pool_rows", "usable"]
+           "fitted_episode_size", "hold_out", "is_task_list", "label_repr", "pool_rows",
+           "usable"]
 
 
 def label_repr(value):
@@ -222,6 +223,25 @@ def pool_rows(y, size, n_way, k_shot, n_query, name=""):
     return counts, np.argsort(y_idx, kind="stable")
 
 
+def fitted_episode_size(k_shot, n_query, labels, sizes, n_way):
+    """``(k_shot, n_query)`` shrunk to what the largest pool can give, for a default splitter.
+
+    Small data (a few rows per class) cannot give the default 5 + 15 rows; a
+    splitter the user did not choose then takes as many as the best-supplied pool
+    has: the support first (up to ``k_shot``, at least 1), then the query.
+    """
+    def rows(y, size):
+        if n_way is None:
+            return size
+        counts = np.sort(np.unique(y, return_counts=True)[1])[::-1]
+        return int(counts[n_way - 1]) if len(counts) >= n_way else 0
+    most = max(rows(y, size) for y, size in zip(labels, sizes))
+    if most >= k_shot + n_query or most < 2:
+        return k_shot, n_query
+    k = max(1, min(k_shot, most // 2))
+    return k, max(1, min(n_query, most - k))
+
+
 def usable(labels, sizes, names, *, n_way, k_shot, n_query, what="groups"):
     """Which pools can give an episode; one warning that counts the others.
 
@@ -291,7 +311,6 @@ class EpisodeSampler:
     def __init__(self, labels, sizes, *, n_way, k_shot, n_query, names=None):
         self.n_way, self.k, self.q = n_way, k_shot, n_query
         names = names or [""] * len(sizes)
-        need = k_shot + n_query
         per_pool, start = [], 0
         for y, size, name in zip(labels, sizes, names):
             counts, order = pool_rows(y, size, n_way, k_shot, n_query, name)

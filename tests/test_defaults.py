@@ -45,7 +45,7 @@ def test_raw_years_and_a_target_near_60_train_without_diverging(cls):
 
 def test_a_diverging_meta_validation_is_said_and_the_best_weights_kept(sine_tasks):
     # 60 adaptation steps of lr 0.5 blow up on every held-out task (training takes 1)
-    meta = small_regressor(inner_lr=0.5, adapt_steps=60, max_epochs=3)
+    meta = small_regressor(inner_lr=0.5, inner_steps=1, adapt_steps=60, max_epochs=3)
     with pytest.warns(DivergenceWarning, match=r"random start's meta-validation loss is not "
                                                r"finite.*inner_lr \(now 0.5\)"):
         meta.fit(sine_tasks)
@@ -54,8 +54,8 @@ def test_a_diverging_meta_validation_is_said_and_the_best_weights_kept(sine_task
 def test_meta_sgd_rates_stay_bounded(sine_tasks):
     from sklmeta._core.algorithms import RATE_BOUND
 
-    meta = small(sklmeta.MetaSGDRegressor, inner_lr=0.05, meta_lr=0.5, max_epochs=5,
-                 early_stopping=False).fit(sine_tasks)
+    meta = small(sklmeta.MetaSGDRegressor, inner_lr=0.05, inner_steps=1, meta_lr=0.5,
+                 max_epochs=5, early_stopping=False).fit(sine_tasks)
     rates = np.concatenate([r.ravel() for r in meta.inner_lrs_.values()])
     assert rates.min() >= 0 and rates.max() <= RATE_BOUND * 0.05
     assert not np.allclose(rates, 0.05)  # they are learned

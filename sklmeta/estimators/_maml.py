@@ -32,7 +32,7 @@ class MAMLClassifier(GradientBased, MetaClassifierBase):
     inner_lr : float, default=0.4
         Step size of the inner loop (training and adaptation). Read when
         adapting, so it can be changed with ``set_params`` after meta-training.
-    inner_steps : int, default=1
+    inner_steps : int, default=5
         Inner gradient steps of each task during meta-training.
     adapt_steps : int, default=None
         Inner steps at adaptation time (``adapt``, ``score``, meta-validation);
@@ -162,7 +162,7 @@ class MAMLClassifier(GradientBased, MetaClassifierBase):
 
 
     def __init__(self, *, task_splitter=None, hidden_layer_sizes=(40, 40), activation="relu",
-                 module=None, inner_lr=0.4, inner_steps=1, adapt_steps=None, first_order=False,
+                 module=None, inner_lr=0.4, inner_steps=5, adapt_steps=None, first_order=False,
                  meta_lr=0.001, meta_batch_size=16, max_meta_steps=2000,
                  validation_interval=100, max_epochs=None, early_stopping="auto",
                  validation_fraction=0.2, n_iter_no_change=10, standardize="auto",
@@ -218,10 +218,10 @@ class MAMLRegressor(GradientBased, MetaRegressorBase):
         A network to use instead of the MLP (deep-copied at fit). It maps
         ``[n, n_features]`` to ``[n, n_way]`` (classifiers), ``[n, 1]``
         (regressors), or to an embedding of any width (ProtoNet).
-    inner_lr : float, default=0.01
+    inner_lr : float, default=0.1
         Step size of the inner loop (training and adaptation). Read when
         adapting, so it can be changed with ``set_params`` after meta-training.
-    inner_steps : int, default=1
+    inner_steps : int, default=5
         Inner gradient steps of each task during meta-training.
     adapt_steps : int, default=None
         Inner steps at adaptation time (``adapt``, ``score``, meta-validation);
@@ -336,7 +336,7 @@ class MAMLRegressor(GradientBased, MetaRegressorBase):
 
 
     def __init__(self, *, task_splitter=None, hidden_layer_sizes=(40, 40), activation="relu",
-                 module=None, inner_lr=0.01, inner_steps=1, adapt_steps=None, first_order=False,
+                 module=None, inner_lr=0.1, inner_steps=5, adapt_steps=None, first_order=False,
                  meta_lr=0.001, meta_batch_size=16, max_meta_steps=2000,
                  validation_interval=100, max_epochs=None, early_stopping="auto",
                  validation_fraction=0.2, n_iter_no_change=10, standardize="auto",
