@@ -30,8 +30,8 @@ from .functional import SWAP_LOCK
 # Meta-SGD's learned step sizes stay within [0, RATE_BOUND * inner_lr].
 RATE_BOUND = 10.0
 
-__all__ = ["RATE_BOUND", "GradientSteps", "Learner", "ProtoNet", "QueryLoss", "Reptile", "anil",
-           "maml", "meta_sgd"]
+__all__ = ["RATE_BOUND", "GradientSteps", "Learner", "ProtoNet", "QueryLoss", "QueryObjective",
+           "Reptile", "anil", "maml", "meta_sgd"]
 
 
 class Learner(torch.nn.Module):
@@ -159,7 +159,21 @@ class GradientSteps:
                 for k, lr in zip(names, self._rates(learner))}
 
 
-class QueryLoss:
+class QueryObjective:
+    """The meta-loss of a strategy whose query outputs are differentiable end to end.
+
+    The query loss of ``query_outputs(..., training=True)``, which is also the loss
+    reported: MAML and its variants, ProtoNet, R2-D2.
+    """
+
+    def meta_loss(self, learner, xs, ys, xq, yq, *, loss):
+        """``(objective, reported loss, outputs)`` of one meta-batch."""
+        out = self.query_outputs(learner, xs, ys, xq, loss=loss, training=True)
+        value = loss(out, yq)
+        return value, value, out.detach()
+
+
+class QueryLoss(QueryObjective):
     """MAML, Meta-SGD and ANIL: the meta-loss is the query loss after adaptation.
 
     Parameters
@@ -182,12 +196,6 @@ class QueryLoss:
         return learner.inner_loop.adapt_predict(
             learner.params(), xs, ys, xq, loss=loss,
             first_order=self.steps.first_order and training, **options)
-
-    def meta_loss(self, learner, xs, ys, xq, yq, *, loss):
-        """``(objective, reported loss, outputs)`` of one meta-batch."""
-        out = self.query_outputs(learner, xs, ys, xq, loss=loss, training=True)
-        value = loss(out, yq)
-        return value, value, out.detach()
 
     def adapt(self, learner, xs, ys, *, loss):
         """Adapted parameters ``[T, ...]``; FloatingPointError if the steps blow up."""
@@ -273,7 +281,7 @@ class Reptile:
         return {}
 
 
-class ProtoNet:
+class ProtoNet(QueryObjective):
     """Prototypical Networks (Snell et al., 2017): nearest class mean in an embedding.
 
     A query's logit for class ``c`` is ``-||f(x) - p_c||^2`` up to a term that
@@ -311,11 +319,6 @@ class ProtoNet:
     def query_outputs(self, learner, xs, ys, xq, *, loss, training):
         weight, bias = self._head(self._embed(learner, xs), ys, self._n_way(loss, ys))
         return torch.baddbmm(bias.unsqueeze(1), self._embed(learner, xq), weight.transpose(1, 2))
-
-    def meta_loss(self, learner, xs, ys, xq, yq, *, loss):
-        out = self.query_outputs(learner, xs, ys, xq, loss=loss, training=True)
-        value = loss(out, yq)
-        return value, value, out.detach()
 
     def adapt(self, learner, xs, ys, *, loss):
         with torch.no_grad():

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from . import FunctionalInnerLoop, select_inner_loop
-from .algorithms import Learner
+from .algorithms import Learner, QueryObjective
 
 __all__ = ["KERNELS", "ClosedFormLearner", "DeepKernelGP", "GaussianPredictor", "Ridge",
            "condition", "gp_nll", "kernel_matrix", "ridge_weights"]
@@ -264,7 +264,7 @@ def _n_way(loss, ys):
 
 
 # --------------------------------------------------------------- the strategies
-class Ridge:
+class Ridge(QueryObjective):
     """R2-D2: a meta-learned embedding with a closed-form ridge-regression head.
 
     Meta-learned: the embedding, the penalty ``lambda = exp(log_lambda)``
@@ -335,11 +335,6 @@ class Ridge:
         return condition("linear", zs, ys.to(zs.dtype), lengthscale=torch.ones_like(sigma2),
                          outputscale=sigma2 / lam, noise=sigma2, mean=torch.zeros_like(sigma2),
                          jitter=0.0)
-
-    def meta_loss(self, learner, xs, ys, xq, yq, *, loss):
-        out = self.query_outputs(learner, xs, ys, xq, loss=loss, training=True)
-        value = loss(out, yq)
-        return value, value, out.detach()
 
     def adapt(self, learner, xs, ys, *, loss):
         with torch.no_grad():
