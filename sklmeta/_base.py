@@ -75,6 +75,68 @@ def _positive_int(minimum=1):
 _POSITIVE = Interval(numbers.Real, 0, None, closed="neither")  # finite: inf is refused
 
 
+def _label_mode(est, unit):
+    """"fixed" or "shuffle": ``label_mode``, with "auto" resolved for this data."""
+    mode = getattr(est, "label_mode", "shuffle")
+    if mode == "auto":
+        return "fixed" if unit == "groups" else "shuffle"
+    return mode
+
+
+def _n_way(est, pools, splitter):
+    if not is_classifier(est):
+        return None
+    if splitter.n_way is not None:
+        return splitter.n_way
+    counts = {len(np.unique(p.y)) for p in pools}
+    if len(counts) > 1:
+        raise ValueError(
+            f"The tasks have different numbers of classes ({sorted(counts)}); set "
+            "task_splitter.n_way to the number of classes per episode."
+        )
+    n_way = counts.pop()
+    if n_way < 2:
+        raise ValueError(
+            f"{type(est).__name__} needs at least 2 classes per task; "
+            f"{pools[0].name or 'y '}has only 1 class ({label_repr(pools[0].y[0])})."
+        )
+    return n_way
+
+
+def _budget(est, splitter):
+    """``(epochs, training episodes per epoch, validation episodes)`` of a fit.
+
+    With ``max_epochs=None`` (the default) an epoch is ``validation_interval``
+    meta-steps and the budget is ``max_meta_steps``; otherwise the epochs of
+    ``task_splitter.n_tasks`` episodes of old.
+    """
+    if est.max_epochs is not None:
+        return est.max_epochs, splitter.n_tasks, splitter.n_tasks
+    epochs = -(-est.max_meta_steps // est.validation_interval)  # ceil
+    return (epochs, est.validation_interval * est.meta_batch_size,
+            VALIDATION_EPISODES)
+
+
+def _warn_divergence(est, stopper, best_epoch):
+    """Say so when meta-validation diverged, at the start or during training."""
+    what = []
+    if stopper.initial_diverged_:
+        what.append("the random start's meta-validation loss is not finite")
+    if stopper.diverged_epoch_ is not None:
+        what.append(f"meta-validation diverged at epoch {stopper.diverged_epoch_} (its "
+                    f"loss is not finite), so meta-training stopped there")
+    if not what:
+        return
+    kept = ("the random start (meta-training never improved on it)" if best_epoch == 0
+            else f"the weights of epoch {best_epoch}, the best before it")
+    inner = getattr(est, "inner_lr", None)
+    advice = (f"a smaller inner_lr (now {inner}), fewer adapt_steps or a smaller "
+              f"meta_lr (now {est.meta_lr})" if inner is not None else
+              f"a smaller meta_lr (now {est.meta_lr})")
+    warnings.warn(f"{type(est).__name__}: {'; '.join(what)}. Kept {kept}. Try {advice}.",
+                  DivergenceWarning, stacklevel=3)
+
+
 class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
     """Shared meta-training, adaptation and scoring of every meta-estimator."""
 
@@ -171,45 +233,6 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
             y = numeric_target(y, where or "")
         return X, y
 
-    def _label_mode(self, unit):
-        """"fixed" or "shuffle": ``label_mode``, with "auto" resolved for this data."""
-        mode = getattr(self, "label_mode", "shuffle")
-        if mode == "auto":
-            return "fixed" if unit == "groups" else "shuffle"
-        return mode
-
-    def _n_way(self, pools, splitter):
-        if not is_classifier(self):
-            return None
-        if splitter.n_way is not None:
-            return splitter.n_way
-        counts = {len(np.unique(p.y)) for p in pools}
-        if len(counts) > 1:
-            raise ValueError(
-                f"The tasks have different numbers of classes ({sorted(counts)}); set "
-                "task_splitter.n_way to the number of classes per episode."
-            )
-        n_way = counts.pop()
-        if n_way < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs at least 2 classes per task; "
-                f"{pools[0].name or 'y '}has only 1 class ({label_repr(pools[0].y[0])})."
-            )
-        return n_way
-
-    def _budget(self, splitter):
-        """``(epochs, training episodes per epoch, validation episodes)`` of a fit.
-
-        With ``max_epochs=None`` (the default) an epoch is ``validation_interval``
-        meta-steps and the budget is ``max_meta_steps``; otherwise the epochs of
-        ``task_splitter.n_tasks`` episodes of old.
-        """
-        if self.max_epochs is not None:
-            return self.max_epochs, splitter.n_tasks, splitter.n_tasks
-        epochs = -(-self.max_meta_steps // self.validation_interval)  # ceil
-        return (epochs, self.validation_interval * self.meta_batch_size,
-                VALIDATION_EPISODES)
-
     def _net(self, n_way, n_features, init_seed, valid_ds=None, epochs=0):
         algorithm = self.__sklmeta_algorithm__()
         learner = build_learner(self, n_way, n_features, init_seed)
@@ -271,7 +294,7 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
                               regression=not is_classifier(self))
         fitted.update(standardize_=mode, x_mean_=scaling.x_mean, x_scale_=scaling.x_scale,
                       y_mean_=scaling.y_mean, y_scale_=scaling.y_scale)
-        n_way = self._n_way(pools, splitter)  # classes per episode
+        n_way = _n_way(self, pools, splitter)  # classes per episode
         if self.task_splitter is None:  # the default splitter fits its episodes to small data
             k_shot, n_query = fitted_episode_size(
                 splitter.k_shot, splitter.n_query, [p.y for p in pools],
@@ -283,15 +306,15 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
                           n_query=splitter.n_query, what=unit)
             pools = [p for p, k in zip(pools, keep) if k]
         label_classes, head = None, n_way
-        if n_way is not None and self._label_mode(unit) == "fixed":
+        if n_way is not None and _label_mode(self, unit) == "fixed":
             label_classes = np.unique(np.concatenate([p.y for p in pools]))
             head = len(label_classes)  # one output per class of the data
-        fitted.update(label_mode_=None if n_way is None else self._label_mode(unit),
+        fitted.update(label_mode_=None if n_way is None else _label_mode(self, unit),
                       label_classes_=label_classes)
 
         valid_pools, split, why_not = None, None, "early_stopping=False"
         train_pools = pools
-        epochs, train_episodes, valid_episodes = self._budget(splitter)
+        epochs, train_episodes, valid_episodes = _budget(self, splitter)
         if self.early_stopping and epochs > 0:
             train_pools, valid_pools, split, why_not = hold_out(
                 pools, unit, n_way=n_way, need=splitter.k_shot + splitter.n_query,
@@ -331,27 +354,8 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
         fitted["best_epoch_"] = stopper.best_epoch_ if done else len(net.history)
         fitted["initial_valid_score_"] = getattr(stopper, "initial_score_", None)
         if done:
-            self._warn_divergence(stopper, fitted["best_epoch_"])
+            _warn_divergence(self, stopper, fitted["best_epoch_"])
         return self._commit(net, algorithm, fitted)
-
-    def _warn_divergence(self, stopper, best_epoch):
-        """Say so when meta-validation diverged, at the start or during training."""
-        what = []
-        if stopper.initial_diverged_:
-            what.append("the random start's meta-validation loss is not finite")
-        if stopper.diverged_epoch_ is not None:
-            what.append(f"meta-validation diverged at epoch {stopper.diverged_epoch_} (its "
-                        f"loss is not finite), so meta-training stopped there")
-        if not what:
-            return
-        kept = ("the random start (meta-training never improved on it)" if best_epoch == 0
-                else f"the weights of epoch {best_epoch}, the best before it")
-        inner = getattr(self, "inner_lr", None)
-        advice = (f"a smaller inner_lr (now {inner}), fewer adapt_steps or a smaller "
-                  f"meta_lr (now {self.meta_lr})" if inner is not None else
-                  f"a smaller meta_lr (now {self.meta_lr})")
-        warnings.warn(f"{type(self).__name__}: {'; '.join(what)}. Kept {kept}. Try {advice}.",
-                      DivergenceWarning, stacklevel=3)
 
     def _commit(self, net, algorithm, fitted):
         """Replace every fitted attribute at once."""

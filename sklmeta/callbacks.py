@@ -14,7 +14,7 @@ starts over when ``history.json`` is. These callbacks replace the pair.
 Meta-SGD's step sizes), ``optimizer.pt``, ``history.json`` and, last,
 ``manifest.json`` (the epoch and each file's SHA-256), every file fsynced. The
 folder is then renamed to ``epoch-NNNNNN.<token>`` and the file ``latest``,
-which names it, is replaced atomically (:func:`sklmeta.persistence.atomic_write`).
+which names it, is replaced atomically (:func:`sklmeta._safe_io.atomic_write`).
 Replacing ``latest`` is the commit: a process killed at any moment before it
 leaves the previous checkpoint in force, after it the new one. (The first save
 in a folder first writes a ``latest`` that names no checkpoint yet.) Only then
@@ -31,7 +31,7 @@ Anything else that is not a complete checkpoint (a file missing or changed,
 ``latest`` missing while checkpoints or other files are there, skorch's own
 checkpoint files) raises a ``ValueError`` naming what is wrong: it never
 starts over silently. The files are read by
-:func:`sklmeta.persistence.read_torch`: regular files only, within the size
+:func:`sklmeta._safe_io.read_torch`: regular files only, within the size
 bound, a strict pickle allow-list, ``torch.load(weights_only=True)``.
 
 A resumed run trains exactly as an uninterrupted one: with the same data,
@@ -55,7 +55,7 @@ import torch
 from skorch.callbacks import Callback
 from skorch.history import History
 
-from .persistence import _UMASK, atomic_write, fsync_folder, read_bytes, read_torch
+from ._safe_io import UMASK, atomic_write, fsync_folder, read_bytes, read_torch
 
 __all__ = ["Checkpoint", "LoadInitState", "CheckpointError", "CheckpointWarning",
            "last_epoch"]
@@ -304,7 +304,7 @@ class Checkpoint(Callback):
             _point(latest, None, 0)
         temporary = tempfile.mkdtemp(prefix=_TEMPORARY, dir=dirname)
         try:
-            os.chmod(temporary, 0o777 & ~_UMASK)  # as makedirs would, not mkdtemp's 0700
+            os.chmod(temporary, 0o777 & ~UMASK)  # as makedirs would, not mkdtemp's 0700
             for name in _FILES:
                 _write_file(os.path.join(temporary, name), contents[name])
             manifest = {"format": _FORMAT, "version": _VERSION, "epoch": epoch,
