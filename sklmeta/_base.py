@@ -187,7 +187,7 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
                 "device='cpu' (or install a CUDA build of torch on a machine with a GPU)."
             )
         splitter = self.task_splitter if self.task_splitter is not None else TaskSplitter()
-        splitter._check_params()
+        splitter.get_n_splits()  # validates its parameters (a named ValueError)
         if not is_classifier(self) and splitter.n_way is not None:
             raise ValueError(
                 "task_splitter.n_way is for classification; a regressor's episodes count "

