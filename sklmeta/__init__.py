@@ -15,11 +15,16 @@ _EXPORTS = {
     "ANILRegressor": "estimators",
     "AdaptedClassifier": "adapted",
     "AdaptedRegressor": "adapted",
+    "AutoMetaClassifier": "automl",
+    "AutoMetaRegressor": "automl",
     "MAMLClassifier": "estimators",
     "MAMLRegressor": "estimators",
     "MetaSGDClassifier": "estimators",
     "MetaSGDRegressor": "estimators",
     "MetaTrainingDiverged": "_training",
+    "PerSupport": "transfer",
+    "PooledRegressor": "transfer",
+    "PretrainedEmbeddingClassifier": "transfer",
     "ProtoNetClassifier": "estimators",
     "ReptileClassifier": "estimators",
     "ReptileRegressor": "estimators",
@@ -30,7 +35,7 @@ _EXPORTS = {
     "stack_tasks": "tasks",
     "train_test_split_classes": "tasks",
 }
-_SUBMODULES = ("callbacks", "datasets", "model_selection")
+_SUBMODULES = ("automl", "callbacks", "datasets", "model_selection", "transfer")
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES])
 
