@@ -17,7 +17,7 @@ from sklearn.utils.validation import check_is_fitted, check_X_y
 
 from ._adaptation import scoring_splitter
 from ._doc_link import DocLinkMixin
-from ._episodes import fit_pools, is_task_list
+from ._episodes import fit_pools, is_task_list, label_repr
 from ._preprocessing import numeric_target
 from .tasks import TaskSplitter, stack_tasks
 
@@ -127,7 +127,8 @@ class SupportLearner(DocLinkMixin, BaseEstimator):
             n_classes = max(len(np.unique(p.y)) for p in pools)
             if n_classes < 2:
                 raise ValueError(f"{type(self).__name__} needs at least 2 classes per task; "
-                                 f"got 1 ({pools[0].y[0]!r}).")
+                                 f"{pools[0].name or 'y '}has only 1 class "
+                                 f"({label_repr(pools[0].y[0])}).")
             fitted["n_way_"] = splitter.n_way if splitter.n_way is not None else n_classes
         return pools, fitted
 

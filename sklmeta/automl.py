@@ -23,7 +23,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import _get_feature_names, check_is_fitted
 
-from ._episodes import hold_out
+from ._episodes import TaskPool, hold_out, label_repr
 from ._support import SupportLearner
 from .tasks import TaskSplitter, stack_tasks
 
@@ -32,7 +32,7 @@ __all__ = ["AutoMetaClassifier", "AutoMetaRegressor", "default_candidates"]
 
 # ------------------------------------------------------------------- candidates
 def default_candidates(task="classification", task_splitter=None, random_state=None):
-    """AutoMeta's default candidates, cheapest first, by name.
+    """Build AutoMeta's default candidates, cheapest first, by name.
 
     - classical learners fit on each support set, each behind a
       ``StandardScaler`` fit on that support set
@@ -59,6 +59,10 @@ def default_candidates(task="classification", task_splitter=None, random_state=N
     -------
     dict of str to estimator
         Unfitted candidates.
+
+    See Also
+    --------
+    AutoMetaClassifier : Chooses among them (``candidates=None``).
 
     Examples
     --------
@@ -200,6 +204,28 @@ def _leaderboard(results, confidence):
     return table, best["name"]
 
 
+def _rows(pool, need, fraction, rng):
+    """The hold-out of rows of :func:`sklmeta._episodes.hold_out` (one dataset, no classes)."""
+    return hold_out([pool], None, n_way=None, need=need, fraction=fraction, rng=rng)
+
+
+def _stratified_rows(pool, need, fraction, rng):
+    """Rows of every class held out: ``fraction`` of each, at least ``need``, and one kept."""
+    held = np.zeros(len(pool.y), dtype=bool)
+    for c in np.unique(pool.y):
+        rows = np.flatnonzero(pool.y == c)
+        n_val = max(need, int(round(fraction * len(rows))))
+        if len(rows) - n_val < 1:
+            return [pool], None, None, (
+                f"class {label_repr(c)} has {len(rows)} rows, too few to hold out "
+                f"k_shot + n_query = {need} and keep one")
+        held[rng.permutation(rows)[:n_val]] = True
+    split = {"unit": "rows", "held_out": np.flatnonzero(held).tolist(),
+             "n_kept": int((~held).sum())}
+    return ([TaskPool(pool.X[~held], pool.y[~held], pool.name, pool.key)],
+            [TaskPool(pool.X[held], pool.y[held], pool.name, pool.key)], split, "")
+
+
 # ------------------------------------------------------------------ the estimator
 class _AutoMetaBase(SupportLearner):
     """Meta-validation of candidates on held-out tasks, the winner refit on all data."""
@@ -252,19 +278,21 @@ class _AutoMetaBase(SupportLearner):
         need = splitter.k_shot + splitter.n_query
         train, valid, split, why = hold_out(pools, unit, n_way=n_way, need=need,
                                             fraction=self.validation_fraction, rng=rng)
-        if valid is None and n_way is not None:
-            # too few classes: rows of the same classes, which tells less about new ones
-            train, valid, split, why_rows = hold_out(
-                pools, None, n_way=None, need=n_way * need,
-                fraction=self.validation_fraction, rng=rng)
-            if valid is not None:
+        if valid is None and len(pools) == 1:
+            # too few classes (or tasks): rows, which tell less about new classes
+            split_rows = _stratified_rows if n_way is not None else _rows
+            train, valid, split, why_rows = split_rows(pools[0], need, self.validation_fraction,
+                                                       rng)
+            if valid is not None and n_way is not None:
                 warnings.warn(
                     f"AutoMeta holds out rows, not classes: {why}. The candidates are then "
                     "scored on new rows of the classes they trained on, which says less "
                     "about unseen classes.", UserWarning, stacklevel=3)
-            why = f"{why}; {why_rows}"
+            why = why_rows if n_way is None else f"{why}; {why_rows}"
         if valid is None:
-            raise ValueError(f"AutoMeta cannot hold out data to choose on: {why}.")
+            n = sum(len(p.y) for p in pools)
+            raise ValueError(f"AutoMeta cannot hold out data to choose on (n_samples={n}): "
+                             f"{why}.")
         return train, valid, split
 
     def fit(self, X, y=None, groups=None):
@@ -376,9 +404,9 @@ class _AutoMetaBase(SupportLearner):
     def score(self, X, y=None, groups=None):
         """Mean few-shot score of the chosen learner over episodes of ``(X, y)``.
 
-        The episodes are the chosen learner's (its ``task_splitter``; the
-        default candidates all take this estimator's), scored with ``scoring``
-        on each query set after adapting to its support set.
+        The episodes are this estimator's ``task_splitter``'s (an unseeded one
+        takes ``random_state``), scored with ``scoring`` on each query set after
+        :meth:`adapt` to its support set.
 
         Parameters
         ----------
@@ -405,7 +433,7 @@ class _AutoMetaBase(SupportLearner):
         if y is None:
             raise ValueError(f"{type(self).__name__}.score needs (X, y) or a list of tasks.")
         X, y = self._check_support(X, y)
-        return episode_scorer(self.scoring)(self.best_estimator_, X, y, groups=groups)
+        return episode_scorer(self.scoring)(self, X, y, groups=groups)
 
     def __sklmeta_adapter__(self):
         """The chosen learner's adapter (see :func:`sklmeta.model_selection.adapter`).

@@ -29,13 +29,13 @@ import numbers
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, clone, is_classifier
+from sklearn.base import BaseEstimator, RegressorMixin, TransformerMixin, clone, is_classifier
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.neighbors import NearestCentroid
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils import RegressorTags, check_random_state
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -184,7 +184,7 @@ class PretrainedEmbeddingClassifier(SupportLearner):
     device : str, default="cpu"
         Where the network trains and embeds.
     verbose : int, default=0
-        skorch's epoch table when positive.
+        Positive: skorch's epoch table during pretraining.
     random_state : int, RandomState instance or None, default=None
         Seeds the weights, the batches and an unseeded splitter's episodes.
 
@@ -221,7 +221,7 @@ class PretrainedEmbeddingClassifier(SupportLearner):
     >>> clf = emb.adapt(X[unseen][:40], y[unseen][:40])   # a head on the embedded support
     >>> sorted(clf.classes_.tolist())
     [6, 7, 8, 9]
-    >>> emb.transform(X[:2]).shape
+    >>> emb.embed(X[:2]).shape
     (2, 64)
     """
 
@@ -307,7 +307,7 @@ class PretrainedEmbeddingClassifier(SupportLearner):
             setattr(self, name, value)
         return self
 
-    def transform(self, X):
+    def embed(self, X):
         """The embedding: penultimate-layer features, L2-normalised.
 
         Parameters
@@ -342,7 +342,7 @@ class PretrainedEmbeddingClassifier(SupportLearner):
         Returns
         -------
         sklearn.pipeline.Pipeline
-            ``FrozenEstimator(self)`` (the embedding, never refit) then the
+            The embedding (this learner's :meth:`embed`, never refit) then the
             fitted head; it predicts and has ``classes_``.
         """
         X, y = self._check_support(X, y)
@@ -350,38 +350,55 @@ class PretrainedEmbeddingClassifier(SupportLearner):
             raise ValueError("The support set has a single class; adapting a classifier "
                              "needs at least 2.")
         head = LogisticRegression() if self.head == "logistic" else NearestCentroid()
-        return make_pipeline(FrozenEstimator(self), head).fit(X, y)
+        return make_pipeline(FrozenEstimator(_Embedding(self)), head).fit(X, y)
+
+
+class _Embedding(TransformerMixin, BaseEstimator):
+    """A pretrained learner's :meth:`PretrainedEmbeddingClassifier.embed` as a transformer."""
+
+    def __init__(self, learner):
+        self.learner = learner
+
+    def __sklearn_is_fitted__(self):
+        return True  # pretrained
+
+    def fit(self, X, y=None):
+        """Nothing to fit: the embedding is pretrained."""
+        return self
+
+    def transform(self, X):
+        """The embedded rows."""
+        return self.learner.embed(X)
 
 
 # ---------------------------------------------------------- a pooled regressor
-class _CorrectedRegressor(BaseEstimator):
-    """A pooled model plus a correction fit on one task's residuals (fitted by adapt)."""
+class _CorrectedRegressor(RegressorMixin, BaseEstimator):
+    """A fitted pooled model plus a correction that ``fit`` fits to one task's residuals."""
 
-    _estimator_type = "regressor"
-
-    def __init__(self, pooled, scaler, correction):
+    def __init__(self, pooled, scaler, correction="intercept", alpha=1.0):
         self.pooled = pooled
         self.scaler = scaler
         self.correction = correction
+        self.alpha = alpha
+
+    def fit(self, X, y):
+        """Fit the correction to the residuals of ``(X, y)``."""
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=True)
+        residual = np.asarray(y, dtype=np.float64) - self.pooled.predict(X)
+        if self.correction == "intercept":
+            self.correction_ = float(residual.mean())
+        else:
+            self.correction_ = Ridge(alpha=self.alpha).fit(self.scaler.transform(X), residual)
+        return self
 
     def predict(self, X):
         """The pooled prediction plus the task's correction."""
+        check_is_fitted(self, "correction_")
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         base = self.pooled.predict(X)
-        if isinstance(self.correction, numbers.Real):
-            return base + self.correction
-        return base + self.correction.predict(self.scaler.transform(X))
-
-    def score(self, X, y, sample_weight=None):
-        """R^2 of the corrected predictions."""
-        from sklearn.metrics import r2_score
-
-        return r2_score(y, self.predict(X), sample_weight=sample_weight)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.estimator_type = "regressor"
-        tags.regressor_tags = RegressorTags()
-        return tags
+        if isinstance(self.correction_, float):
+            return base + self.correction_
+        return base + self.correction_.predict(self.scaler.transform(X))
 
 
 class PooledRegressor(SupportLearner):
@@ -504,9 +521,5 @@ class PooledRegressor(SupportLearner):
             A fitted regressor: the pooled prediction plus the correction.
         """
         X, y = self._check_support(X, y)
-        residual = np.asarray(y, dtype=np.float64) - self.estimator_.predict(X)
-        if self.correction == "intercept":
-            fix = float(residual.mean())
-        else:
-            fix = Ridge(alpha=self.alpha).fit(self.scaler_.transform(X), residual)
-        return _CorrectedRegressor(self.estimator_, self.scaler_, fix)
+        return _CorrectedRegressor(FrozenEstimator(self.estimator_), FrozenEstimator(self.scaler_),
+                                   self.correction, self.alpha).fit(X, y)
