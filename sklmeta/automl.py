@@ -343,9 +343,10 @@ class _AutoMetaBase(SupportLearner):
                                                              for p in valid)))
         episodes = list(episode_splitter.split(X_v, y_v, g_v))
         deadline = None if self.time_budget is None else started + self.time_budget
+        # the first (cheapest) candidate always runs: there is then something to choose
         jobs = (delayed(_evaluate)(name, clone(est), fit_args, fit_kwargs, X_v, y_v, episodes,
-                                   self.scoring, deadline)
-                for name, est in candidates.items())
+                                   self.scoring, deadline if i else None)
+                for i, (name, est) in enumerate(candidates.items()))
         results = []
         for r in Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs):
             results.append(r)
@@ -483,8 +484,9 @@ validation_fraction : float, default=0.2
 n_episodes : int, default=100
     Held-out episodes every candidate is scored on.
 time_budget : float, default=None
-    Seconds: candidates not started by then are skipped (cheap candidates come
-    first). The winner's refit comes after. None: no limit.
+    Seconds from the start of ``fit``: candidates not started by then are
+    skipped (cheap candidates come first; the first always runs). The winner's
+    refit comes after. None: no limit.
 n_jobs : int, default=None
     Candidates evaluated in parallel with joblib (``joblib.parallel_backend("dask")``
     spreads them over a cluster).
