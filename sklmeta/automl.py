@@ -28,6 +28,7 @@ from ._support import SupportLearner
 from .tasks import TaskSplitter, stack_tasks
 
 __all__ = ["AutoMetaClassifier", "AutoMetaRegressor", "default_candidates"]
+# to_payload and from_payload serve sklmeta.persistence
 
 
 # ------------------------------------------------------------------- candidates
@@ -224,6 +225,66 @@ def _stratified_rows(pool, need, fraction, rng):
              "n_kept": int((~held).sum())}
     return ([TaskPool(pool.X[~held], pool.y[~held], pool.name, pool.key)],
             [TaskPool(pool.X[held], pool.y[held], pool.name, pool.key)], split, "")
+
+
+# ------------------------------------------------------------------ persistence
+_SAVED = ("best_name_", "best_score_", "validation_split_", "n_features_in_", "n_way_", "unit_",
+          "feature_names_in_")
+
+
+def to_payload(auto, meta_payload, encode):
+    """What :func:`sklmeta.save` stores of a fitted AutoMeta: plain values and the winner.
+
+    ``meta_payload`` and ``encode`` are :mod:`sklmeta.persistence`'s (a meta-estimator's
+    payload; a value as tensors and plain values).
+    """
+    check_is_fitted(auto, "best_estimator_", msg=(
+        f"This {type(auto).__name__} is not fitted yet: sklmeta.save saves fitted "
+        "estimators; call fit first."))
+    try:
+        winner = meta_payload(auto.best_estimator_)
+    except TypeError:
+        raise TypeError(
+            f"sklmeta.save saves an AutoMeta whose winner is one of sklmeta's "
+            f"meta-estimators; this one chose {auto.best_name_!r} "
+            f"({type(auto.best_estimator_).__name__}), which holds objects only pickle can "
+            "store. Save it with joblib.dump (which runs code on load: load only files you "
+            "trust), or keep auto.leaderboard_ (a DataFrame) and refit.") from None
+    params = auto.get_params(deep=False)
+    if params.pop("candidates") is not None:
+        warnings.warn(
+            "sklmeta.save does not save candidates (estimators are code); the loaded "
+            "AutoMeta has candidates=None (the defaults). Set them again with "
+            "set_params(candidates=...) before refitting.", UserWarning, stacklevel=3)
+    board = auto.leaderboard_
+    return {
+        "class": type(auto).__name__,
+        "params": encode(params, "params"),
+        "winner": winner,
+        "attributes": encode({k: getattr(auto, k) for k in _SAVED if hasattr(auto, k)},
+                             "attributes"),
+        "leaderboard": encode({"index": [str(i) for i in board.index],
+                               "columns": {c: board[c].tolist() for c in board.columns}},
+                              "leaderboard"),
+        "scores": encode({str(c): auto.scores_[c].to_numpy().copy() for c in auto.scores_.columns},
+                         "scores"),
+    }
+
+
+def from_payload(payload, load_meta, decode):
+    """The fitted AutoMeta :func:`to_payload` stored; ``load_meta`` rebuilds the winner."""
+    cls = {c.__name__: c for c in (AutoMetaClassifier, AutoMetaRegressor)}[payload["class"]]
+    auto = cls(**decode(payload["params"]))
+    auto._validate_params()
+    best = load_meta(payload["winner"])
+    board = decode(payload["leaderboard"])
+    leaderboard = pd.DataFrame(board["columns"], index=board["index"])
+    scores = pd.DataFrame(decode(payload["scores"]))
+    scores.index.name = "episode"
+    for name, value in {**decode(payload["attributes"]), "best_estimator_": best,
+                        "leaderboard_": leaderboard, "scores_": scores}.items():
+        setattr(auto, name, value)
+    return auto
 
 
 # ------------------------------------------------------------------ the estimator

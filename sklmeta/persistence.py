@@ -131,6 +131,7 @@ _MAX_DIMS = 8            # dimensions of a tensor
 # The only classes load builds: looked up by name, never imported by name.
 _META_CLASSES = {cls.__name__: cls for cls in META_ESTIMATORS}
 _ADAPTED_CLASSES = {cls.__name__: cls for cls in (AdaptedClassifier, AdaptedRegressor)}
+_AUTOMETA = ("AutoMetaClassifier", "AutoMetaRegressor")  # sklmeta.automl builds them
 _ADAPTED_ATTRIBUTES = ("params_", "classes_", "mean_", "scale_", "n_features_in_",
                        "n_features_padded_", "feature_names_in_")
 
@@ -271,10 +272,12 @@ def save(estimator, path):
 
     Parameters
     ----------
-    estimator : meta-estimator or AdaptedClassifier or AdaptedRegressor
+    estimator : meta-estimator or AdaptedClassifier or AdaptedRegressor or AutoMeta
         Fitted. One of sklmeta's meta-estimators (``MAMLClassifier``, ...,
-        ``ProtoNetClassifier``) or an estimator they adapted (``meta.adapt(X, y)``,
-        saved with its meta-estimator). ``callbacks`` are not saved (a warning
+        ``ProtoNetClassifier``), an estimator they adapted (``meta.adapt(X, y)``,
+        saved with its meta-estimator), or an ``AutoMetaClassifier`` /
+        ``AutoMetaRegressor`` whose winner is a meta-estimator (saved with its
+        leaderboard; its ``candidates`` are not saved). ``callbacks`` are not saved (a warning
         says so); a custom ``module`` is saved as its weights only, and
         :func:`load` then needs ``module=``.
     path : str, path-like or binary file object
@@ -310,6 +313,10 @@ def save(estimator, path):
     """
     if _ADAPTED_CLASSES.get(type(estimator).__name__) is type(estimator):
         payload = _adapted_payload(estimator)
+    elif type(estimator).__name__ in _AUTOMETA and type(estimator).__module__ == "sklmeta.automl":
+        from .automl import to_payload  # the winner (a meta-estimator) and plain values
+
+        payload = to_payload(estimator, _meta_payload, _encode)
     else:
         payload = _meta_payload(estimator)
     _write(payload, path)
@@ -1071,6 +1078,11 @@ def load(path, *, module=None, device=None, max_bytes=MAX_FILE_BYTES):
     payload = _read(path, max_bytes)
     try:
         name = payload["class"]
+        if name in _AUTOMETA:
+            from .automl import from_payload
+
+            return from_payload(payload, lambda p: _load_meta(p, module, device, path)[0],
+                                _decode)
         if name in _ADAPTED_CLASSES:
             attributes = payload["attributes"]
             _check_adapted_attributes(attributes, path)

@@ -289,3 +289,34 @@ def test_add_defaults_extends_them(digits, monkeypatch):
     X, y = digits
     auto = _auto({"logistic": LogisticRegression()}, add_defaults=True).fit(X, y)
     assert set(auto.leaderboard_.index) == {"1-NN", "logistic"} and calls == ["classification"]
+
+
+# ------------------------------------------------------------------- save / load
+def test_save_and_load_an_automl_whose_winner_is_a_meta_estimator(tmp_path):
+    tasks = make_classification_tasks(n_tasks=20, n_samples=40, random_state=0)
+    splitter = TaskSplitter(n_way=2, k_shot=3, n_query=3, n_tasks=10, random_state=0)
+    auto = AutoMetaClassifier({"protonet": _small(sklmeta.ProtoNetClassifier, splitter)},
+                              task_splitter=splitter, n_episodes=10, random_state=0).fit(tasks)
+    path = tmp_path / "auto.pt"
+    with pytest.warns(UserWarning, match="does not save candidates"):
+        sklmeta.save(auto, path)
+    loaded = sklmeta.load(path)
+    assert type(loaded) is AutoMetaClassifier and loaded.candidates is None
+    assert loaded.get_params()["task_splitter"].get_params() == splitter.get_params()
+    pd.testing.assert_frame_equal(loaded.leaderboard_, auto.leaderboard_)
+    pd.testing.assert_frame_equal(loaded.scores_, auto.scores_)
+    assert loaded.best_name_ == "protonet" and loaded.validation_split_ == auto.validation_split_
+    X, y = tasks[0]
+    np.testing.assert_array_equal(loaded.adapt(X[:6], y[:6]).predict_proba(X[6:]),
+                                  auto.adapt(X[:6], y[:6]).predict_proba(X[6:]))
+    assert loaded.score(tasks[:4]) == auto.score(tasks[:4])
+
+
+def test_save_refuses_a_classical_winner_and_says_to_use_joblib(tmp_path, digits):
+    X, y = digits
+    auto = _auto([KNeighborsClassifier(1)]).fit(X, y)
+    with pytest.raises(TypeError, match="joblib"):
+        sklmeta.save(auto, tmp_path / "auto.pt")
+    assert not (tmp_path / "auto.pt").exists()
+    joblib.dump(auto, tmp_path / "auto.joblib")  # trusted files: pickle keeps everything
+    assert joblib.load(tmp_path / "auto.joblib").best_name_ == "KNeighborsClassifier"
