@@ -433,7 +433,7 @@ class _AutoMetaBase(SupportLearner):
                   f"{time.perf_counter() - start:.1f} s", flush=True)
         scores = pd.DataFrame({r["name"]: r["scores"] for r in results if r["status"] == "ok"})
         scores.index.name = "episode"
-        fitted.update(best_estimator_=best, best_name_=winner,
+        fitted.update(best_estimator_=best, best_name_=winner, candidates_=candidates,
                       best_score_=float(table.loc[winner, "mean"]), leaderboard_=table,
                       scores_=scores, validation_split_=split)
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
@@ -566,6 +566,8 @@ best_name_ : str
     Its name in the leaderboard.
 best_score_ : float
     Its mean held-out score.
+candidates_ : dict of str to estimator
+    The candidates chosen from, by name, unfitted (the defaults as built).
 leaderboard_ : pandas.DataFrame
     A row per candidate, best first: ``mean``, ``ci_low``, ``ci_high``,
     ``diff``, ``diff_ci_low``, ``diff_ci_high`` (candidate minus winner, paired
