@@ -35,10 +35,10 @@ __all__ = ["AutoMetaClassifier", "AutoMetaRegressor", "default_candidates"]
 def default_candidates(task="classification", task_splitter=None, random_state=None):
     """Build AutoMeta's default candidates, cheapest first, by name.
 
-    - classical learners fit on each support set, each behind a
-      ``StandardScaler`` fit on that support set
+    - classical learners fit on each support set
       (:class:`~sklmeta.transfer.PerSupport`): logistic regression (Ridge for a
-      regressor), 1-nearest-neighbour and a RandomForest;
+      regressor) and 1-nearest-neighbour, each on the raw features and behind a
+      ``StandardScaler`` fit on the support set, and a RandomForest;
     - transfer learners fit on the pooled meta-training data:
       :class:`~sklmeta.transfer.PretrainedEmbeddingClassifier` with a logistic
       and a nearest-centroid head, or :class:`~sklmeta.transfer.PooledRegressor`
@@ -69,8 +69,10 @@ def default_candidates(task="classification", task_splitter=None, random_state=N
     --------
     >>> from sklmeta.automl import default_candidates
     >>> names = list(default_candidates("regression"))
-    >>> names[:3], "MAML" in names
-    (['Ridge', '1-NN', 'RandomForest'], True)
+    >>> names[:5]
+    ['Ridge', '1-NN', 'scaled Ridge', 'scaled 1-NN', 'RandomForest']
+    >>> "MAML" in names
+    True
     """
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
     from sklearn.linear_model import LogisticRegression, Ridge
@@ -86,14 +88,20 @@ def default_candidates(task="classification", task_splitter=None, random_state=N
     classifier = task == "classification"
     common = dict(task_splitter=task_splitter, random_state=random_state)
     if classifier:
-        classical = {"LogisticRegression": LogisticRegression(max_iter=1000),
-                     "1-NN": KNeighborsClassifier(n_neighbors=1),
-                     "RandomForest": RandomForestClassifier(random_state=random_state)}
+        linear, nn = LogisticRegression(max_iter=1000), KNeighborsClassifier(n_neighbors=1)
+        forest = RandomForestClassifier(random_state=random_state)
     else:
-        classical = {"Ridge": Ridge(), "1-NN": KNeighborsRegressor(n_neighbors=1),
-                     "RandomForest": RandomForestRegressor(random_state=random_state)}
-    out = {name: PerSupport(make_pipeline(StandardScaler(), est), **common)
-           for name, est in classical.items()}
+        linear, nn = Ridge(), KNeighborsRegressor(n_neighbors=1)
+        forest = RandomForestRegressor(random_state=random_state)
+    name = type(linear).__name__
+    # Raw and behind a StandardScaler fit on the support set: on a few rows the scaler's
+    # estimates are noise (on digits 1-shot it costs 1-NN 15 points), on features of
+    # different units it is what makes 1-NN and a penalised linear model work.
+    classical = {name: linear, "1-NN": nn,
+                 f"scaled {name}": make_pipeline(StandardScaler(), clone(linear)),
+                 "scaled 1-NN": make_pipeline(StandardScaler(), clone(nn)),
+                 "RandomForest": forest}  # trees: the scale does not matter
+    out = {name: PerSupport(est, **common) for name, est in classical.items()}
     if classifier:
         out["pretrained embedding + logistic"] = PretrainedEmbeddingClassifier(**common)
         out["pretrained embedding + centroid"] = PretrainedEmbeddingClassifier(

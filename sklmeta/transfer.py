@@ -350,7 +350,10 @@ class PretrainedEmbeddingClassifier(SupportLearner):
             raise ValueError("The support set has a single class; adapting a classifier "
                              "needs at least 2.")
         head = LogisticRegression() if self.head == "logistic" else NearestCentroid()
-        return make_pipeline(FrozenEstimator(_Embedding(self)), head).fit(X, y)
+        # NearestCentroid's within-class spread divides by n_samples - n_classes: 0 at one
+        # shot (numpy warns); balanced support sets predict by the nearest centroid alone
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return make_pipeline(FrozenEstimator(_Embedding(self)), head).fit(X, y)
 
 
 class _Embedding(TransformerMixin, BaseEstimator):
