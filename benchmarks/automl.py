@@ -203,9 +203,13 @@ def run(scenario, k, seed, b, quick):
     lines.append(f"AutoMeta minus the best single candidate in hindsight ({best_all}): "
                  + minus("AutoMeta", best_all))
     m, lo, hi = mean_ci(per["AutoMeta"])
-    agree = "inside" if lo <= auto.best_score_ <= hi else "outside"
-    lines.append(f"held-out estimate of the pick {estimate} against {show(m, lo, hi)} on "
-                 f"unseen tasks: {agree} the interval")
+    pick = board.loc[auto.best_name_]
+    hlo, hhi = pick["ci_low"], pick["ci_high"]
+    inside = "inside" if hlo <= m <= hhi else "outside"
+    overlap = "overlap" if max(lo, hlo) <= min(hi, hhi) else "do not overlap"
+    lines.append(f"held-out estimate of the pick {show(auto.best_score_, hlo, hhi)} against "
+                 f"{show(m, lo, hi)} on unseen tasks: the unseen mean is {inside} the held-out "
+                 f"interval; the intervals {overlap}")
     print("\n".join(f"- {line}" for line in lines))
     print(f"\n{b['valid_episodes']} held-out and {b['test_episodes']} unseen episodes, "
           f"{n_query} query points{' per class' if data['n_way'] else ''}; seed {seed}. "

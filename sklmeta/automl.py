@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.base import clone, is_classifier
+from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import _get_feature_names, check_is_fitted
@@ -140,10 +141,23 @@ def _named(candidates, classifier, task_splitter, random_state):
         if is_classifier(est) != classifier:
             kind = "classifier" if classifier else "regressor"
             raise ValueError(f"candidate {name!r} ({type(est).__name__}) is not a {kind}.")
-        if not hasattr(est, "adapt"):  # an ordinary estimator: fit on each support set
+        if not hasattr(_final_step(est), "adapt"):  # ordinary: fit on each support set
             est = PerSupport(est, task_splitter=task_splitter, random_state=random_state)
         out[name] = est
     return out
+
+
+def _final_step(est):
+    while isinstance(est, Pipeline):
+        est = est.steps[-1][1]
+    return est
+
+
+def _fit(est, args, kwargs):
+    """``est.fit(*args, **kwargs)``; a Pipeline's groups go to its last step."""
+    if isinstance(est, Pipeline) and "groups" in kwargs:
+        kwargs = {f"{est.steps[-1][0]}__groups": kwargs["groups"]}
+    return est.fit(*args, **kwargs)
 
 
 # ------------------------------------------------------------------- evaluation
@@ -172,7 +186,7 @@ def _evaluate(name, estimator, fit_args, fit_kwargs, X, y, episodes, scoring, de
             # a candidate's own warnings (no early stopping on a small split) would
             # repeat for every candidate; the leaderboard says how each did
             warnings.simplefilter("ignore")
-            estimator.fit(*fit_args, **fit_kwargs)
+            _fit(estimator, fit_args, fit_kwargs)
             fit_seconds = time.perf_counter() - start
             start = time.perf_counter()
             _, long = compare({name: estimator}, X, y, cv=episodes, scoring=scoring,
@@ -434,8 +448,7 @@ class _AutoMetaBase(SupportLearner):
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            best = clone(candidates[winner]).fit(*_fit_args(pools, fitted["unit_"])[0],
-                                                 **_fit_args(pools, fitted["unit_"])[1])
+            best = _fit(clone(candidates[winner]), *_fit_args(pools, fitted["unit_"]))
         if self.verbose:
             print(f"[AutoMeta] chose {winner}; refit on all the data in "
                   f"{time.perf_counter() - start:.1f} s", flush=True)

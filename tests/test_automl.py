@@ -378,3 +378,18 @@ def test_shared_structure_meta_learning_wins_and_the_estimate_holds():
     assert all(score >= per[n].mean() + 0.10 for n in classical)
     _, lo, hi = sklmeta.model_selection.mean_ci(per["AutoMeta"])
     assert lo <= auto.best_score_ <= hi  # the held-out estimate agrees with unseen tasks
+
+
+def test_a_pipeline_ending_in_a_meta_estimator_is_meta_trained_on_groups():
+    tasks = make_classification_tasks(n_tasks=12, n_samples=40, random_state=0)
+    X, y, groups = sklmeta.stack_tasks(tasks)
+    splitter = TaskSplitter(n_way=2, k_shot=3, n_query=3, n_tasks=8, random_state=0)
+    pipe = make_pipeline(StandardScaler(), _small(sklmeta.ProtoNetClassifier, splitter))
+    auto = AutoMetaClassifier({"protonet": pipe}, task_splitter=splitter, n_episodes=6,
+                              random_state=0).fit(X, y, groups=groups)
+    # meta-trained (not wrapped in PerSupport), on groups: its own early stopping
+    # held out groups, as it does when fit(X, y, groups=groups) directly
+    meta = auto.best_estimator_[-1]
+    assert isinstance(meta, sklmeta.ProtoNetClassifier)
+    assert meta.validation_split_["unit"] == "groups"
+    assert sklmeta.adapt(auto.best_estimator_, X[:6], y[:6]).predict(X[6:9]).shape == (3,)
