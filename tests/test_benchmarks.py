@@ -139,7 +139,8 @@ def test_real_data_quick(tmp_path):
 @pytest.mark.slow
 def test_automl_quick(tmp_path):
     proc = run_script(SCRIPT.parent / "automl.py", "--quick", cwd=tmp_path)
-    for heading in ["### digits, 5-shot", "### shared-structure, 5-shot", "| **AutoMeta** |",
+    for heading in ["### digits, 5-shot", "### shared-structure, 5-shot",
+                    "### leaf_id_flavia, 5-shot", "### gapminder, 5-shot", "| **AutoMeta** |",
                     "AutoMeta minus the best single candidate in hindsight"]:
         assert heading in proc.stdout, heading
     assert "Total wall time" in proc.stdout
