@@ -34,8 +34,9 @@ class AdaptOnFit(BaseEstimator):
     """An unfitted estimator whose ``fit`` is ``meta_estimator.adapt``.
 
     What :func:`sklmeta.model_selection.adapter` returns for the learners of
-    this module: scikit-learn's cross-validation clones it and fits it on each
-    support set. Clones share the (read-only) fitted meta-estimator.
+    :mod:`sklmeta.transfer` (their ``__sklmeta_adapter__``): scikit-learn's
+    cross-validation clones it and fits it on each support set. Clones share the
+    (read-only) fitted meta-estimator.
     """
 
     def __init__(self, meta_estimator):
@@ -111,7 +112,7 @@ class SupportLearner(DocLinkMixin, BaseEstimator):
         """Validated task pools of one width, and ``n_way_`` for a classifier."""
         self._validate_params()
         splitter = self.task_splitter if self.task_splitter is not None else TaskSplitter()
-        splitter._check_params()
+        splitter.get_n_splits()  # validates the splitter's parameters
         if not self._is_classifier() and splitter.n_way is not None:
             raise ValueError("task_splitter.n_way is for classification; a regressor's "
                              "episodes count samples (k_shot, n_query) without n_way.")
