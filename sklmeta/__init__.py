@@ -15,6 +15,8 @@ _EXPORTS = {
     "ANILRegressor": "estimators",
     "AdaptedClassifier": "adapted",
     "AdaptedRegressor": "adapted",
+    "AutoMetaClassifier": "automl",
+    "AutoMetaRegressor": "automl",
     "DeepKernelGPRegressor": "estimators",
     "DivergenceWarning": "_training",
     "MAMLClassifier": "estimators",
@@ -26,6 +28,9 @@ _EXPORTS = {
     "MetaTrainingDiverged": "_training",
     "NeuralProcessClassifier": "estimators",
     "NeuralProcessRegressor": "estimators",
+    "PerSupport": "transfer",
+    "PooledRegressor": "transfer",
+    "PretrainedEmbeddingClassifier": "transfer",
     "ProtoNetClassifier": "estimators",
     "ReptileClassifier": "estimators",
     "ReptileRegressor": "estimators",
@@ -37,7 +42,7 @@ _EXPORTS = {
     "stack_tasks": "tasks",
     "train_test_split_classes": "tasks",
 }
-_SUBMODULES = ("callbacks", "datasets", "model_selection")
+_SUBMODULES = ("automl", "callbacks", "datasets", "model_selection", "transfer")
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES])
 

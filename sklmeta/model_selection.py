@@ -202,6 +202,8 @@ def adapter(estimator):
             f"{type(estimator).__name__} is not a meta-estimator (it has no adapt method)."
         )
     _check_meta_trained(estimator)
+    if hasattr(estimator, "__sklmeta_adapter__"):  # sklmeta.transfer's learners, AutoMeta
+        return estimator.__sklmeta_adapter__()
     adapted = AdaptedClassifier if is_classifier(estimator) else AdaptedRegressor
     return adapted(meta_estimator=estimator)
 

@@ -91,19 +91,17 @@ tensor-rebuilding functions) passed as ``trusted`` to load, which is trusting
 the file. Use this module for files from elsewhere.
 """
 
-import math
 import os
 import warnings
 
-import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
 from ._adaptation import predictor
 from ._base import SAVED_ATTRIBUTES, build_learner, restore_fitted
+from ._encoding import check_ndarrays, decode, encode, history_values
 from ._safe_io import (
     MAX_DEPTH,
-    MAX_DIMS,
     MAX_FILE_BYTES,
     atomic_write,
     damaged,
@@ -114,7 +112,6 @@ from ._safe_io import (
 )
 from .adapted import AdaptedClassifier, AdaptedRegressor
 from .estimators import META_ESTIMATORS
-from .tasks import TaskSplitter
 
 __all__ = ["save", "load", "FORMAT_VERSION", "MAX_FILE_BYTES", "MAX_DEPTH", "MAX_WIDTH",
            "MAX_FEATURES"]
@@ -130,86 +127,11 @@ MAX_FEATURES = 2**20     # n_features_in_, n_features_padded_
 # The only classes load builds: looked up by name, never imported by name.
 _META_CLASSES = {cls.__name__: cls for cls in META_ESTIMATORS}
 _ADAPTED_CLASSES = {cls.__name__: cls for cls in (AdaptedClassifier, AdaptedRegressor)}
+_AUTOMETA = ("AutoMetaClassifier", "AutoMetaRegressor")  # sklmeta.automl builds them
 _ADAPTED_ATTRIBUTES = ("params_", "classes_", "columns_", "mean_", "scale_", "y_mean_",
                        "y_scale_", "n_features_in_", "n_features_padded_",
                        "feature_names_in_")
 
-# Markers of the values stored as dicts (a user dict with these keys is not plausible).
-_NDARRAY, _RANDOM_STATE, _SPLITTER = "__ndarray__", "__random_state__", "__task_splitter__"
-
-
-# --------------------------------------------------------------------- encoding
-def _encode(value, where):
-    """``value`` as tensors and plain Python values; a ValueError naming ``where`` if not."""
-    if value is None:
-        return value
-    for plain in (bool, int, float, str):  # subclasses (np.float64, TorchVersion) to the base
-        if isinstance(value, plain):
-            return plain(value)
-    if isinstance(value, np.generic):
-        return _encode(value.item(), where)
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().clone()
-    if isinstance(value, np.ndarray):
-        try:
-            if value.dtype.kind not in "biuf":
-                raise TypeError
-            data = torch.from_numpy(np.ascontiguousarray(value)).clone()
-        except TypeError:  # strings, objects (column names), dtypes torch lacks: plain values
-            data = [_encode(v, where) for v in value.ravel().tolist()]
-        return {_NDARRAY: value.dtype.str, "shape": tuple(value.shape), "data": data}
-    if isinstance(value, np.random.RandomState):
-        return {_RANDOM_STATE: _encode(value.get_state(), where)}
-    if isinstance(value, TaskSplitter):
-        return {_SPLITTER: _encode(value.get_params(deep=False), where)}
-    if isinstance(value, tuple):
-        return tuple(_encode(v, f"{where}[{i}]") for i, v in enumerate(value))
-    if isinstance(value, list):
-        return [_encode(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, dict):
-        return {_encode(k, where): _encode(v, f"{where}[{k!r}]") for k, v in value.items()}
-    raise ValueError(
-        f"sklmeta.save stores tensors and plain values only; {where} is a "
-        f"{type(value).__name__}. Use pickle or joblib for such estimators (trusted files only)."
-    )
-
-
-def _decode(value):
-    if isinstance(value, tuple):
-        return tuple(_decode(v) for v in value)
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    if not isinstance(value, dict):
-        return value
-    if _NDARRAY in value:
-        data = value["data"]
-        dtype = np.dtype(value[_NDARRAY])
-        if isinstance(data, torch.Tensor):
-            return data.numpy().astype(dtype, copy=False).reshape(value["shape"])
-        out = np.empty(len(data), dtype=dtype)
-        out[:] = [_decode(v) for v in data]
-        return out.reshape(value["shape"])
-    if _RANDOM_STATE in value:
-        rng = np.random.RandomState()
-        rng.set_state(_decode(value[_RANDOM_STATE]))
-        return rng
-    if _SPLITTER in value:
-        return TaskSplitter(**_decode(value[_SPLITTER]))
-    return {_decode(k): _decode(v) for k, v in value.items()}
-
-
-def _history(history):
-    """skorch's history as a list of per-epoch dicts; values that are not plain are dropped."""
-    epochs = []
-    for i, epoch in enumerate(history):
-        kept = {}
-        for key, value in epoch.items():
-            try:
-                kept[key] = _encode(value, f"history[{i}][{key!r}]")
-            except ValueError:
-                continue  # e.g. an object a user callback recorded
-        epochs.append(kept)
-    return epochs
 
 
 def _unsupported(estimator):
@@ -239,13 +161,13 @@ def _meta_payload(meta):
     attributes = _estimator_state(meta)
     return {
         "class": type(meta).__name__,
-        "params": _encode(params, "params"),
+        "params": encode(params, "params"),
         "custom_module": None if custom is None else type(custom).__qualname__,
         "state_dict": {k: v.detach().cpu().clone()
                        for k, v in meta.net_.module_.state_dict().items()},
         "training": bool(meta.net_.module_.training),
-        "attributes": _encode(attributes, "attributes"),
-        "history": _history(meta.history_),
+        "attributes": encode(attributes, "attributes"),
+        "history": history_values(meta.history_),
     }
 
 
@@ -258,7 +180,7 @@ def _adapted_payload(adapted):
     return {
         "class": type(adapted).__name__,
         "meta_estimator": _meta_payload(adapted.meta_estimator),
-        "attributes": _encode(attributes, "attributes"),
+        "attributes": encode(attributes, "attributes"),
     }
 
 
@@ -271,10 +193,12 @@ def save(estimator, path):
 
     Parameters
     ----------
-    estimator : meta-estimator or AdaptedClassifier or AdaptedRegressor
+    estimator : meta-estimator or AdaptedClassifier or AdaptedRegressor or AutoMeta
         Fitted. One of sklmeta's meta-estimators (``MAMLClassifier``, ...,
-        ``ProtoNetClassifier``) or an estimator they adapted (``meta.adapt(X, y)``,
-        saved with its meta-estimator). ``callbacks`` are not saved (a warning
+        ``ProtoNetClassifier``), an estimator they adapted (``meta.adapt(X, y)``,
+        saved with its meta-estimator), or an ``AutoMetaClassifier`` /
+        ``AutoMetaRegressor`` whose winner is a meta-estimator (saved with its
+        leaderboard; its ``candidates`` are not saved). ``callbacks`` are not saved (a warning
         says so); a custom ``module`` is saved as its weights only, and
         :func:`load` then needs ``module=``.
     path : str, path-like or binary file object
@@ -310,6 +234,10 @@ def save(estimator, path):
     """
     if _ADAPTED_CLASSES.get(type(estimator).__name__) is type(estimator):
         payload = _adapted_payload(estimator)
+    elif type(estimator).__name__ in _AUTOMETA and type(estimator).__module__ == "sklmeta.automl":
+        from .automl import to_payload  # the winner (a meta-estimator) and plain values
+
+        payload = to_payload(estimator, _meta_payload, encode)
     else:
         payload = _meta_payload(estimator)
     _write(payload, path)
@@ -363,42 +291,6 @@ def _read(path, max_bytes):
     return document["estimator"]
 
 
-def _check_ndarrays(value, path):
-    """Stored arrays: a plain dtype, and a shape their data fills exactly."""
-    if isinstance(value, (list, tuple)):
-        for v in value:
-            _check_ndarrays(v, path)
-    elif isinstance(value, dict):
-        if _NDARRAY in value:
-            try:
-                dtype = np.dtype(value[_NDARRAY])
-            except (TypeError, ValueError) as e:
-                raise damaged(path, f"an array of dtype {value[_NDARRAY]!r}") from e
-            shape, data = value.get("shape"), value.get("data")
-            if (not isinstance(shape, tuple) or len(shape) > MAX_DIMS
-                    or not all(isinstance(s, int) and s >= 0 for s in shape)):
-                raise damaged(path, f"an array of shape {shape!r}")
-            if isinstance(data, torch.Tensor):  # numbers: the dtype the tensor has
-                ok = dtype.kind in "biuf" and dtype.itemsize == data.element_size() and (
-                    data.numel() == math.prod(shape))
-            elif isinstance(data, list):  # strings, objects: no wider than the longest
-                longest = max((len(v) for v in data if isinstance(v, (str, bytes))), default=0)
-                width = {"U": 4 * max(longest, 1), "S": max(longest, 1), "O": dtype.itemsize}
-                ok = dtype.kind in width and dtype.itemsize <= width[dtype.kind] and (
-                    len(data) == math.prod(shape))
-            else:
-                ok = False
-            if not ok:
-                raise damaged(path, f"an array of dtype {dtype} and shape {shape} that its "
-                                     "data do not fill")
-            if isinstance(data, list):
-                _check_ndarrays(data, path)
-            return
-        for v in value.values():
-            _check_ndarrays(v, path)
-
-
-
 def _check_meta_payload(payload, path):
     """The stored parameters and attributes within bounds, before anything is built."""
     params, attributes = payload["params"], payload["attributes"]
@@ -410,8 +302,8 @@ def _check_meta_payload(payload, path):
                     for k, v in state.items())):
         raise damaged(path, "its parameters, attributes, weights or history have the wrong "
                              "type")
-    _check_ndarrays(params, path)
-    _check_ndarrays(attributes, path)
+    check_ndarrays(params, path)
+    check_ndarrays(attributes, path)
     hidden = params.get("hidden_layer_sizes")
     if isinstance(hidden, (list, tuple)):
         for i, h in enumerate(hidden):
@@ -429,7 +321,7 @@ def _check_meta_payload(payload, path):
 def _check_adapted_attributes(attributes, path):
     if not isinstance(attributes, dict):
         raise damaged(path, "its attributes are not a dict")
-    _check_ndarrays(attributes, path)
+    check_ndarrays(attributes, path)
     for name in ("n_features_in_", "n_features_padded_"):
         if name in attributes and attributes[name] is not None:
             int_within(attributes[name], name, 1, MAX_FEATURES, path)
@@ -496,7 +388,7 @@ def _rebuild(meta, payload, attributes, module, path):
             f"{_describe(expected.get(first))} in the network ({len(wrong)} tensors differ)."
         )
     try:
-        restore_fitted(meta, state, _decode(payload["history"]), attributes,
+        restore_fitted(meta, state, decode(payload["history"]), attributes,
                        training=bool(payload["training"]))
         return meta, predictor(meta)
     except RuntimeError as e:  # load_state_dict: anything the shape check missed
@@ -529,10 +421,10 @@ def _load_meta(payload, module, device, path):
         raise ValueError(f"This {name} was saved with the default network; module= is only "
                          "for files saved with a custom module.")
     _check_meta_payload(payload, path)
-    params = _decode(payload["params"])
+    params = decode(payload["params"])
     params["device"] = _device(params, device)
     meta = cls(**params, module=module)
-    return _rebuild(meta, payload, _decode(payload["attributes"]), module, path)
+    return _rebuild(meta, payload, decode(payload["attributes"]), module, path)
 
 
 def load(path, *, module=None, device=None, max_bytes=MAX_FILE_BYTES):
@@ -601,11 +493,16 @@ def load(path, *, module=None, device=None, max_bytes=MAX_FILE_BYTES):
     payload = _read(path, max_bytes)
     try:
         name = payload["class"]
+        if name in _AUTOMETA:
+            from .automl import from_payload
+
+            return from_payload(payload, lambda p: _load_meta(p, module, device, path)[0],
+                                decode)
         if name in _ADAPTED_CLASSES:
             attributes = payload["attributes"]
             _check_adapted_attributes(attributes, path)
             meta, predict_module = _load_meta(payload["meta_estimator"], module, device, path)
-            return _adapted(_ADAPTED_CLASSES[name], meta, predict_module, _decode(attributes))
+            return _adapted(_ADAPTED_CLASSES[name], meta, predict_module, decode(attributes))
         return _load_meta(payload, module, device, path)[0]
     except (KeyError, TypeError, AttributeError, IndexError) as e:
         raise damaged(path, f"{type(e).__name__}: {e}") from e

@@ -134,3 +134,13 @@ def test_real_data_quick(tmp_path):
             "RandomForest", "1-NN"} <= set(rows)
     for shots in ("1-shot", "5-shot"):
         assert f"binary, {shots}: best meta-learner (" in out
+
+
+@pytest.mark.slow
+def test_automl_quick(tmp_path):
+    proc = run_script(SCRIPT.parent / "automl.py", "--quick", cwd=tmp_path)
+    for heading in ["### digits, 5-shot", "### shared-structure, 5-shot",
+                    "### leaf_id_flavia, 5-shot", "### gapminder, 5-shot", "| **AutoMeta** |",
+                    "AutoMeta minus the best single candidate in hindsight"]:
+        assert heading in proc.stdout, heading
+    assert "Total wall time" in proc.stdout

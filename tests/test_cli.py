@@ -397,3 +397,22 @@ def test_the_benchmark_runs_the_command_lines_scenarios():
         sys.path.remove(str(root / "benchmarks"))
     assert bench.SCENARIOS is SCENARIOS
     assert {name for name, _ in bench.SECTIONS} <= set(SCENARIOS)
+
+
+def test_automl_option_scores_autometas_pick_beside_the_others(tmp_path, capsys):
+    argv = ["compare", "--scenario", "sinusoid", "--epochs", "1", "--episodes", "3",
+            "--shots", "5", "--algorithms", "maml", "--automl", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "AutoMeta chose " in out and "(held out tasks)" in out
+    rows = [line for line in out.splitlines() if line.startswith("| AutoMeta (pick: ")]
+    assert len(rows) == 1
+    pick = rows[0].split(" | ")[0][len("| AutoMeta (pick: "):-1]
+    # chosen among the meta-learners and the baselines fit per support set; the
+    # pretrained baseline (pretrained on the held-out tasks too) is no candidate
+    assert pick in {MAML, MLP}
+    scores = pd.read_csv(tmp_path / "sinusoid.csv")
+    auto = scores[scores["method"] == f"AutoMeta (pick: {pick})"]["score"].to_numpy()
+    assert len(auto) == 3 and (auto <= 0).all()
+    if pick == MLP:  # a baseline picked: the same model fit on each support set
+        np.testing.assert_allclose(auto, scores[scores["method"] == MLP]["score"], rtol=1e-6)

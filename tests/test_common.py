@@ -131,6 +131,43 @@ def _adapted_estimators():
 ESTIMATORS += _adapted_estimators()
 
 
+def _support_learners():
+    """AutoMeta and sklmeta.transfer's learners: the meta-estimators' contract (fit on
+    tasks, predict only after adapt), so the same expected failures, by estimator type.
+
+    AutoMeta holds out rows when the checks' 2-3 classes are too few to hold out whole
+    classes: 1 shot + 1 query per class for the classifier, validation_fraction=0.5 for
+    the regressor's 4-row episodes, so the checks' 10-row datasets allow a hold-out.
+    """
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from sklmeta.transfer import PerSupport, PooledRegressor, PretrainedEmbeddingClassifier
+
+    clf_splitter = TaskSplitter(k_shot=1, n_query=1, n_tasks=8)
+    reg_splitter = TaskSplitter(k_shot=2, n_query=2, n_tasks=8)
+    auto = dict(n_episodes=4, validation_fraction=0.5, random_state=0)
+    return [
+        PerSupport(LogisticRegression(), task_splitter=clf_splitter),
+        PerSupport(Ridge(), task_splitter=reg_splitter),
+        PretrainedEmbeddingClassifier(hidden_layer_sizes=(8,), max_epochs=2,
+                                      task_splitter=clf_splitter, random_state=0),
+        PooledRegressor(correction="ridge", task_splitter=reg_splitter),
+        sklmeta.AutoMetaClassifier(
+            {"logistic": LogisticRegression(),
+             "protonet": sklmeta.ProtoNetClassifier(task_splitter=clf_splitter, **_SMALL)},
+            task_splitter=clf_splitter, **auto),
+        sklmeta.AutoMetaRegressor(
+            {"ridge": make_pipeline(StandardScaler(), Ridge()),
+             "pooled": PooledRegressor(task_splitter=reg_splitter, random_state=0)},
+            task_splitter=reg_splitter, **auto),
+    ]
+
+
+ESTIMATORS += _support_learners()
+
+
 def test_every_algorithm_is_checked():
     names = {cls.__name__ for cls in META_ESTIMATORS}
     assert names == {f"{a}{k}" for a in ("MAML", "MetaSGD", "ANIL", "Reptile")

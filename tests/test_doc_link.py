@@ -46,6 +46,10 @@ def instance(cls):
         return cls(module=torch.nn.Linear(1, 1))
     if cls.__name__.startswith("Adapted"):
         return cls(sklmeta.MAMLClassifier())
+    if cls.__name__ == "PerSupport":
+        from sklearn.linear_model import LogisticRegression
+
+        return cls(LogisticRegression())
     return cls()
 
 

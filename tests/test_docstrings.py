@@ -7,7 +7,7 @@ one test per name, so a failure names the object, the error code and the file th
 docstring lives in.
 
 Public names: ``sklmeta.__all__`` and the ``__all__`` of ``sklmeta.model_selection``,
-``sklmeta.datasets`` and ``sklmeta.baselines``. Methods: those written in sklmeta
+``sklmeta.datasets``, ``sklmeta.baselines`` and ``sklmeta.automl``. Methods: those written in sklmeta
 (inherited scikit-learn methods such as ``get_params`` are scikit-learn's
 docstrings), and ``fit``, ``adapt``, ``score``, ``predict``, ``predict_proba``
 wherever they come from.
@@ -33,7 +33,8 @@ import inspect
 import pytest
 from numpydoc.validate import validate
 
-PUBLIC_MODULES = ("sklmeta", "sklmeta.model_selection", "sklmeta.datasets", "sklmeta.baselines")
+PUBLIC_MODULES = ("sklmeta", "sklmeta.model_selection", "sklmeta.datasets", "sklmeta.baselines",
+                  "sklmeta.automl")
 
 # The methods every estimator's user calls; validated even where inherited.
 CORE_METHODS = ("fit", "adapt", "score", "predict", "predict_proba")

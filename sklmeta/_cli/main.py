@@ -81,6 +81,11 @@ def _build_parser():
     cmp.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                      help="torch device of the meta-learners (default: cpu; the baselines "
                           "run on the CPU)")
+    cmp.add_argument("--automl", action="store_true",
+                     help="also fit AutoMetaClassifier / AutoMetaRegressor over the table's "
+                          "meta-learners and baselines (it chooses on held-out training "
+                          "tasks or classes, then refits its pick) and score its pick "
+                          "beside them")
     cmp.add_argument("--threads", type=positive_int, metavar="N",
                      help="torch and BLAS threads (default: 1; the tensors are tiny and more "
                           "threads only add overhead)")

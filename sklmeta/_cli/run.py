@@ -13,6 +13,7 @@ import time
 import warnings
 
 import torch
+from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -22,7 +23,7 @@ import sklmeta
 from sklmeta.model_selection import compare
 
 from . import report
-from .scenarios import ALGORITHMS, RANDOM_START, SCENARIOS
+from .scenarios import ALGORITHMS, FINE_TUNED, RANDOM_START, SCENARIOS
 
 
 def options(name, *, shots=None, n_way=None, epochs=None, episodes=100, seed=0, device="cpu",
@@ -139,7 +140,37 @@ def build(scenario, opts, setting):
         roles[RANDOM_START] = report.REFERENCE
     for row, estimator in scenario.baselines(opts, setting, fit).items():
         methods[row], roles[row] = estimator, report.BASELINE
+    if getattr(opts, "automl", False):
+        row, auto = automl(scenario, opts, setting, methods, roles)
+        methods[row], roles[row] = auto, report.REFERENCE
     return methods, roles, fits
+
+
+def automl(scenario, opts, setting, methods, roles):
+    """AutoMeta over the table's meta-learners (unfitted again) and baselines; its row.
+
+    The pretrained baseline is left out: it was pretrained on all the training tasks,
+    the held-out ones included, so choosing it on them would not be honest.
+    """
+    candidates = {row: learner(scenario, opts, key) for key in opts.algorithms
+                  if (row := ALGORITHMS[key].row) in methods}
+    candidates.update({row: clone(est) for row, est in methods.items()
+                       if roles[row] == report.BASELINE and row != FINE_TUNED})
+    cls = sklmeta.AutoMetaClassifier if scenario.task == "classification" else (
+        sklmeta.AutoMetaRegressor)
+    splitter = sklmeta.TaskSplitter(n_way=opts.n_way, k_shot=scenario.train_shots,
+                                    n_query=scenario.n_query, n_tasks=scenario.train_episodes,
+                                    random_state=opts.seed)
+    auto = cls(candidates, task_splitter=splitter, scoring=scenario.metric.scoring,
+               n_episodes=opts.episodes, random_state=opts.seed)
+    start = time.perf_counter()
+    fit(auto, *setting.train)
+    if opts.verbose:
+        print(f"AutoMeta chose {auto.best_name_} in {time.perf_counter() - start:.0f} s "
+              f"(held out {auto.validation_split_['unit']}):\n"
+              f"{auto.leaderboard_[['mean', 'ci_low', 'ci_high', 'diff']].to_string()}",
+              flush=True)
+    return f"AutoMeta (pick: {auto.best_name_})", auto
 
 
 def episodes(scenario, opts, k):

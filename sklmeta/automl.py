@@ -1,0 +1,547 @@
+"""AutoMeta: the best learner for your tasks, chosen on tasks it did not train on.
+
+:class:`AutoMetaClassifier` and :class:`AutoMetaRegressor` hold out tasks
+(groups, task datasets), else classes, else rows, by the very split early
+stopping uses (:func:`sklmeta._episodes.hold_out`); meta-train every candidate
+on the rest; score them all on one list of held-out episodes, drawn once; pick
+the best mean score; and refit the winner on all the data. The candidates are,
+by default, every meta-estimator of :data:`sklmeta.estimators.META_ESTIMATORS`
+with its defaults, classical learners fit on each support set
+(:class:`sklmeta.transfer.PerSupport`) and transfer learners trained on the
+pooled meta-training data (:mod:`sklmeta.transfer`).
+"""
+
+import numbers
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from sklearn.base import clone
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import _get_feature_names, check_is_fitted
+
+from ._candidates import default_candidates, fit_candidate, named_candidates
+from ._episodes import TaskPool, hold_out, label_repr
+from ._support import SupportLearner
+from .tasks import TaskSplitter, stack_tasks
+
+__all__ = ["AutoMetaClassifier", "AutoMetaRegressor", "default_candidates"]
+# to_payload and from_payload serve sklmeta.persistence
+
+
+# ------------------------------------------------------------------- evaluation
+def _fit_args(pools, unit):
+    """``(args, kwargs)`` of a fit on ``pools``, in the form the data came in."""
+    if unit == "tasks":
+        return ([(p.X, p.y) for p in pools],), {}
+    if unit == "groups":
+        X = np.concatenate([p.X for p in pools])
+        y = np.concatenate([p.y for p in pools])
+        groups = np.repeat(np.arange(len(pools)), [len(p.y) for p in pools])
+        return (X, y), {"groups": groups}
+    (pool,) = pools
+    return (pool.X, pool.y), {}
+
+
+def _evaluate(name, estimator, fit_args, fit_kwargs, X, y, episodes, scoring, deadline):
+    """Meta-train one candidate and score it on the episodes; a dict of the results."""
+    from .model_selection import compare
+
+    if deadline is not None and time.time() > deadline:
+        return {"name": name, "status": "skipped: time_budget spent"}
+    try:
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            # a candidate's own warnings (no early stopping on a small split) would
+            # repeat for every candidate; the leaderboard says how each did
+            warnings.simplefilter("ignore")
+            fit_candidate(estimator, fit_args, fit_kwargs)
+            fit_seconds = time.perf_counter() - start
+            start = time.perf_counter()
+            _, long = compare({name: estimator}, X, y, cv=episodes, scoring=scoring,
+                              return_scores=True)
+        scores = long["score"].to_numpy(dtype=float)
+    except Exception as e:  # noqa: BLE001 - one failing candidate must not end the search
+        return {"name": name, "status": f"failed: {type(e).__name__}: {e}"}
+    if not np.all(np.isfinite(scores)):
+        return {"name": name, "status": "failed: non-finite episode scores"}
+    return {"name": name, "status": "ok", "scores": scores, "fit_seconds": fit_seconds,
+            "adapt_seconds": (time.perf_counter() - start) / len(scores)}
+
+
+def _leaderboard(results, confidence):
+    """The leaderboard (best first) and the winner's name."""
+    from .model_selection import mean_ci, paired_ci
+
+    ok = [r for r in results if r["status"] == "ok"]
+    if not ok:
+        reasons = "; ".join(f"{r['name']}: {r['status']}" for r in results)
+        raise ValueError(f"No candidate could be scored on the held-out episodes: {reasons}.")
+    best = max(ok, key=lambda r: r["scores"].mean())  # ties: the earlier (cheaper) one
+    rows = []
+    for r in results:
+        row = dict.fromkeys(("mean", "ci_low", "ci_high", "diff", "diff_ci_low",
+                             "diff_ci_high", "fit_seconds", "adapt_seconds"), np.nan)
+        row.update(name=r["name"], n_episodes=0, status=r["status"])
+        if r["status"] == "ok":
+            m, lo, hi = mean_ci(r["scores"], confidence)
+            d, dlo, dhi = paired_ci(r["scores"], best["scores"], confidence)
+            row.update(mean=m, ci_low=lo, ci_high=hi, diff=d, diff_ci_low=dlo,
+                       diff_ci_high=dhi, fit_seconds=r["fit_seconds"],
+                       adapt_seconds=r["adapt_seconds"], n_episodes=len(r["scores"]))
+        rows.append(row)
+    table = pd.DataFrame(rows).set_index("name")
+    table.index.name = None
+    table = table.sort_values("mean", ascending=False, kind="stable", na_position="last")
+    return table, best["name"]
+
+
+def _rows(pool, need, fraction, rng):
+    """The hold-out of rows of :func:`sklmeta._episodes.hold_out` (one dataset, no classes)."""
+    return hold_out([pool], None, n_way=None, need=need, fraction=fraction, rng=rng)
+
+
+def _stratified_rows(pool, need, fraction, rng):
+    """Rows of every class held out: ``fraction`` of each, at least ``need``, and one kept."""
+    held = np.zeros(len(pool.y), dtype=bool)
+    for c in np.unique(pool.y):
+        rows = np.flatnonzero(pool.y == c)
+        n_val = max(need, int(round(fraction * len(rows))))
+        if len(rows) - n_val < 1:
+            return [pool], None, None, (
+                f"class {label_repr(c)} has {len(rows)} rows, too few to hold out "
+                f"k_shot + n_query = {need} and keep one")
+        held[rng.permutation(rows)[:n_val]] = True
+    split = {"unit": "rows", "held_out": np.flatnonzero(held).tolist(),
+             "n_kept": int((~held).sum())}
+    return ([TaskPool(pool.X[~held], pool.y[~held], pool.name, pool.key)],
+            [TaskPool(pool.X[held], pool.y[held], pool.name, pool.key)], split, "")
+
+
+# ------------------------------------------------------------------ persistence
+_SAVED = ("best_name_", "best_score_", "validation_split_", "n_features_in_", "n_way_", "unit_",
+          "feature_names_in_")
+
+
+def to_payload(auto, meta_payload, encode):
+    """What :func:`sklmeta.save` stores of a fitted AutoMeta: plain values and the winner.
+
+    ``meta_payload`` and ``encode`` are :mod:`sklmeta.persistence`'s (a meta-estimator's
+    payload; a value as tensors and plain values).
+    """
+    check_is_fitted(auto, "best_estimator_", msg=(
+        f"This {type(auto).__name__} is not fitted yet: sklmeta.save saves fitted "
+        "estimators; call fit first."))
+    try:
+        winner = meta_payload(auto.best_estimator_)
+    except TypeError:
+        raise TypeError(
+            f"sklmeta.save saves an AutoMeta whose winner is one of sklmeta's "
+            f"meta-estimators; this one chose {auto.best_name_!r} "
+            f"({type(auto.best_estimator_).__name__}), which holds objects only pickle can "
+            "store. Save it with joblib.dump (which runs code on load: load only files you "
+            "trust), or keep auto.leaderboard_ (a DataFrame) and refit.") from None
+    params = auto.get_params(deep=False)
+    if params.pop("candidates") is not None:
+        warnings.warn(
+            "sklmeta.save does not save candidates (estimators are code); the loaded "
+            "AutoMeta has candidates=None (the defaults). Set them again with "
+            "set_params(candidates=...) before refitting.", UserWarning, stacklevel=3)
+    board = auto.leaderboard_
+    return {
+        "class": type(auto).__name__,
+        "params": encode(params, "params"),
+        "winner": winner,
+        "attributes": encode({k: getattr(auto, k) for k in _SAVED if hasattr(auto, k)},
+                             "attributes"),
+        "leaderboard": encode({"index": [str(i) for i in board.index],
+                               "columns": {c: board[c].tolist() for c in board.columns}},
+                              "leaderboard"),
+        "scores": encode({str(c): auto.scores_[c].to_numpy().copy() for c in auto.scores_.columns},
+                         "scores"),
+    }
+
+
+def from_payload(payload, load_meta, decode):
+    """The fitted AutoMeta :func:`to_payload` stored; ``load_meta`` rebuilds the winner."""
+    cls = {c.__name__: c for c in (AutoMetaClassifier, AutoMetaRegressor)}[payload["class"]]
+    auto = cls(**decode(payload["params"]))
+    auto._validate_params()
+    best = load_meta(payload["winner"])
+    board = decode(payload["leaderboard"])
+    leaderboard = pd.DataFrame(board["columns"], index=board["index"])
+    scores = pd.DataFrame(decode(payload["scores"]))
+    scores.index.name = "episode"
+    for name, value in {**decode(payload["attributes"]), "best_estimator_": best,
+                        "leaderboard_": leaderboard, "scores_": scores}.items():
+        setattr(auto, name, value)
+    return auto
+
+
+# ------------------------------------------------------------------ the estimator
+class _AutoMetaBase(SupportLearner):
+    """Meta-validation of candidates on held-out tasks, the winner refit on all data."""
+
+    _parameter_constraints = {
+        "candidates": [list, tuple, dict, None],
+        "add_defaults": ["boolean"],
+        "task_splitter": [TaskSplitter, None],
+        "scoring": [str, callable, None],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "n_episodes": [Interval(numbers.Integral, 2, None, closed="left")],
+        "time_budget": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "n_jobs": [numbers.Integral, None],
+        "confidence": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "verbose": ["verbose"],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, candidates=None, *, add_defaults=False, task_splitter=None, scoring=None,
+                 validation_fraction=0.2, n_episodes=100, time_budget=None, n_jobs=None,
+                 confidence=0.95, verbose=0, random_state=None):
+        self.candidates = candidates
+        self.add_defaults = add_defaults
+        self.task_splitter = task_splitter
+        self.scoring = scoring
+        self.validation_fraction = validation_fraction
+        self.n_episodes = n_episodes
+        self.time_budget = time_budget
+        self.n_jobs = n_jobs
+        self.confidence = confidence
+        self.verbose = verbose
+        self.random_state = random_state
+
+    def _candidates(self, splitter, seed):
+        classifier = self._is_classifier()
+        task = "classification" if classifier else "regression"
+        defaults = default_candidates(task, splitter, seed)
+        if self.candidates is None:
+            return defaults
+        given = named_candidates(self.candidates, classifier, splitter, seed)
+        if not self.add_defaults:
+            return given
+        clash = sorted(set(given) & set(defaults))
+        if clash:
+            raise ValueError(f"candidates named {clash} clash with the defaults' names; "
+                             "rename them.")
+        return {**defaults, **given}
+
+    def _split(self, pools, unit, n_way, splitter, rng):
+        need = splitter.k_shot + splitter.n_query
+        train, valid, split, why = hold_out(pools, unit, n_way=n_way, need=need,
+                                            fraction=self.validation_fraction, rng=rng)
+        if valid is None and len(pools) == 1:
+            # too few classes (or tasks): rows, which tell less about new classes
+            split_rows = _stratified_rows if n_way is not None else _rows
+            train, valid, split, why_rows = split_rows(pools[0], need, self.validation_fraction,
+                                                       rng)
+            if valid is not None and n_way is not None:
+                warnings.warn(
+                    f"AutoMeta holds out rows, not classes: {why}. The candidates are then "
+                    "scored on new rows of the classes they trained on, which says less "
+                    "about unseen classes.", UserWarning, stacklevel=3)
+            why = why_rows if n_way is None else f"{why}; {why_rows}"
+        if valid is None:
+            n = sum(len(p.y) for p in pools)
+            raise ValueError(f"AutoMeta cannot hold out data to choose on (n_samples={n}): "
+                             f"{why}.")
+        return train, valid, split
+
+    def fit(self, X, y=None, groups=None):
+        """Choose the best candidate on held-out tasks, then refit it on all the data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), or list of (X_i, y_i)
+            One dataset (episodes drawn by class, or by group), or a list of
+            task datasets of one width.
+        y : array-like of shape (n_samples,), default=None
+            Targets; None when ``X`` is a list of tasks.
+        groups : array-like of shape (n_samples,), default=None
+            Task membership: whole groups are held out, and each episode is
+            drawn from one group.
+
+        Returns
+        -------
+        self : object
+            Fitted: ``best_estimator_``, ``leaderboard_``.
+        """
+        started = time.time()
+        pools, fitted = self._pools(X, y, groups)
+        if fitted["unit_"] != "tasks":
+            names = _get_feature_names(X)
+            if names is not None:
+                fitted["feature_names_in_"] = names
+        splitter = self.task_splitter if self.task_splitter is not None else TaskSplitter()
+        rng = check_random_state(self.random_state)
+        split_seed, episode_seed, candidate_seed = rng.randint(2**31, size=3)
+        candidates = self._candidates(self.task_splitter, int(candidate_seed))
+        n_way = fitted.get("n_way_")
+        unit = fitted["unit_"]
+        train, valid, split = self._split(pools, unit, n_way, splitter,
+                                          np.random.RandomState(split_seed))
+        if split["unit"] == "rows":
+            unit = None  # one pool each side
+        fit_args, fit_kwargs = _fit_args(train, unit)
+        if unit == "tasks":
+            X_v, y_v, g_v = stack_tasks([(p.X, p.y) for p in valid])
+        else:
+            (X_v, y_v), g = _fit_args(valid, unit)
+            g_v = g.get("groups")
+        episode_splitter = clone(splitter).set_params(n_tasks=self.n_episodes,
+                                                      random_state=int(episode_seed))
+        if n_way is not None and splitter.n_way is None:
+            episode_splitter.set_params(n_way=min(n_way, min(len(np.unique(p.y))
+                                                             for p in valid)))
+        episodes = list(episode_splitter.split(X_v, y_v, g_v))
+        deadline = None if self.time_budget is None else started + self.time_budget
+        # the first (cheapest) candidate always runs: there is then something to choose
+        jobs = (delayed(_evaluate)(name, clone(est), fit_args, fit_kwargs, X_v, y_v, episodes,
+                                   self.scoring, deadline if i else None)
+                for i, (name, est) in enumerate(candidates.items()))
+        results = []
+        for r in Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs):
+            results.append(r)
+            if self.verbose:
+                if r["status"] == "ok":
+                    print(f"[AutoMeta] {r['name']}: {r['scores'].mean():.4f} "
+                          f"(meta-train {r['fit_seconds']:.1f} s, "
+                          f"{r['adapt_seconds'] * 1e3:.1f} ms per episode)", flush=True)
+                else:
+                    print(f"[AutoMeta] {r['name']}: {r['status']}", flush=True)
+        failed = [r for r in results if r["status"].startswith("failed")]
+        if failed:
+            warnings.warn("Candidates that failed (left out of the choice): " + "; ".join(
+                f"{r['name']}: {r['status']}" for r in failed), UserWarning, stacklevel=2)
+        table, winner = _leaderboard(results, self.confidence)
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            best = fit_candidate(clone(candidates[winner]), *_fit_args(pools, fitted["unit_"]))
+        if self.verbose:
+            print(f"[AutoMeta] chose {winner}; refit on all the data in "
+                  f"{time.perf_counter() - start:.1f} s", flush=True)
+        scores = pd.DataFrame({r["name"]: r["scores"] for r in results if r["status"] == "ok"})
+        scores.index.name = "episode"
+        fitted.update(best_estimator_=best, best_name_=winner, candidates_=candidates,
+                      best_score_=float(table.loc[winner, "mean"]), leaderboard_=table,
+                      scores_=scores, validation_split_=split)
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
+            delattr(self, name)
+        for name, value in fitted.items():
+            setattr(self, name, value)
+        return self
+
+    def adapt(self, X, y):
+        """Adapt the chosen learner to a new task's support set.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_support, n_features)
+            The support set's features.
+        y : array-like of shape (n_support,)
+            Its labels or targets.
+
+        Returns
+        -------
+        estimator
+            A new fitted estimator that predicts: ``best_estimator_.adapt(X, y)``.
+        """
+        from .adapted import adapt
+
+        check_is_fitted(self, "best_estimator_", msg=(
+            f"{type(self).__name__} is not fitted yet: call fit(tasks) before adapt."))
+        return adapt(self.best_estimator_, X, y)
+
+    def score(self, X, y=None, groups=None):
+        """Mean few-shot score of the chosen learner over episodes of ``(X, y)``.
+
+        The episodes are this estimator's ``task_splitter``'s (an unseeded one
+        takes ``random_state``), scored with ``scoring`` on each query set after
+        :meth:`adapt` to its support set.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), or list of (X_i, y_i)
+            The data to draw episodes from, or a list of tasks as in ``fit``.
+        y : array-like of shape (n_samples,), default=None
+            Targets; None when ``X`` is a list of tasks.
+        groups : array-like of shape (n_samples,), default=None
+            Task membership: each episode is drawn from one group.
+
+        Returns
+        -------
+        float
+            The mean score over the episodes.
+        """
+        from ._episodes import is_task_list
+        from .model_selection import episode_scorer
+
+        check_is_fitted(self, "best_estimator_")
+        if is_task_list(X, y):
+            if y is not None:
+                raise ValueError("score(tasks) takes no y: each task carries its own targets.")
+            X, y, groups = stack_tasks(X)
+        if y is None:
+            raise ValueError(f"{type(self).__name__}.score needs (X, y) or a list of tasks.")
+        X, y = self._check_support(X, y)
+        return episode_scorer(self.scoring)(self, X, y, groups=groups)
+
+    def __sklmeta_adapter__(self):
+        """The chosen learner's adapter (see :func:`sklmeta.model_selection.adapter`).
+
+        Returns
+        -------
+        estimator
+            Unfitted; its ``fit(X, y)`` adapts the chosen learner.
+        """
+        from .model_selection import adapter
+
+        return adapter(self.best_estimator_)
+
+
+_DOC = """{summary}
+
+``fit(X, y[, groups])`` or ``fit(tasks)`` holds out whole tasks (groups, task
+datasets), else {rows}, as early stopping does
+(``validation_split_`` records which); meta-trains every candidate on the rest;
+scores each on the same ``n_episodes`` held-out episodes, drawn once by
+``task_splitter``, with ``scoring``; picks the best mean; and refits it on all
+the data (``best_estimator_``). ``leaderboard_`` says how each did, with the
+paired difference to the winner and its confidence interval. ``adapt`` and
+``score`` are the winner's.
+
+Parameters
+----------
+candidates : list or dict of estimators, default=None
+    What to choose from. None: :func:`default_candidates` (every sklmeta
+    meta-estimator with its defaults, classical learners fit on each support
+    set, transfer learners). A dict names them; a list is named by class. An
+    estimator without ``adapt`` (``LogisticRegression()``) is fit on each
+    support set (:class:`sklmeta.transfer.PerSupport`). Meta-estimators are
+    meta-trained; give them the ``task_splitter`` you want.
+add_defaults : bool, default=False
+    Whether ``candidates`` are added to the defaults instead of replacing them.
+task_splitter : TaskSplitter, default=None
+    The episodes: of the default candidates' meta-training and ``score``, and
+    of the held-out episodes the choice is made on (with ``n_episodes`` of
+    them). None: ``TaskSplitter()``.
+scoring : str, callable or None, default=None
+    One scikit-learn metric, as :func:`sklmeta.model_selection.episode_scorer`
+    takes it (greater is better: "neg_log_loss", "neg_mean_squared_error"); None
+    is the adapted estimator's ``score`` ({metric}).
+validation_fraction : float, default=0.2
+    Share of the tasks (or classes, or rows) held out to choose on.
+n_episodes : int, default=100
+    Held-out episodes every candidate is scored on.
+time_budget : float, default=None
+    Seconds from the start of ``fit``: candidates not started by then are
+    skipped (cheap candidates come first; the first always runs). The winner's
+    refit comes after. None: no limit.
+n_jobs : int, default=None
+    Candidates evaluated in parallel with joblib (``joblib.parallel_backend("dask")``
+    spreads them over a cluster).
+confidence : float, default=0.95
+    Level of the leaderboard's Student-t intervals.
+verbose : int, default=0
+    Print each candidate's score and times as it finishes.
+random_state : int, RandomState instance or None, default=None
+    Seeds the hold-out, the episodes and every default candidate.
+
+Attributes
+----------
+best_estimator_ : estimator
+    The winner, refit on all the data.
+best_name_ : str
+    Its name in the leaderboard.
+best_score_ : float
+    Its mean held-out score.
+candidates_ : dict of str to estimator
+    The candidates chosen from, by name, unfitted (the defaults as built).
+leaderboard_ : pandas.DataFrame
+    A row per candidate, best first: ``mean``, ``ci_low``, ``ci_high``,
+    ``diff``, ``diff_ci_low``, ``diff_ci_high`` (candidate minus winner, paired
+    over the episodes), ``fit_seconds`` (meta-training), ``adapt_seconds`` (per
+    episode, adapting and scoring), ``n_episodes``, ``status`` ("ok", or why
+    it was skipped or failed).
+scores_ : pandas.DataFrame
+    Every held-out episode's score, a column per scored candidate.
+validation_split_ : dict
+    What was held out: ``unit``, ``held_out``, ``n_kept``.
+n_features_in_ : int
+    Width of the data.
+{n_way}unit_ : {{"tasks", "groups", None}}
+    What a task was at fit.
+
+See Also
+--------
+sklmeta.model_selection.compare : Scores fitted estimators on shared episodes.
+sklmeta.transfer.PerSupport : How classical learners join the candidates.
+
+Notes
+-----
+The choice is honest as far as the held-out tasks resemble new ones: on
+{unseen}, the candidates never saw the held-out ones. The winner's held-out
+score is the best of several, so it is optimistic by about the selection
+noise, the width of the intervals.
+
+Examples
+--------
+{example}
+"""
+
+_CLF_EXAMPLE = """>>> from sklearn.linear_model import LogisticRegression
+>>> from sklearn.neighbors import KNeighborsClassifier
+>>> from sklmeta import AutoMetaClassifier, ProtoNetClassifier, TaskSplitter
+>>> from sklmeta.datasets import make_classification_tasks
+>>> tasks = make_classification_tasks(n_tasks=30, random_state=0)
+>>> splitter = TaskSplitter(n_way=2, k_shot=5, n_query=5, n_tasks=32, random_state=0)
+>>> auto = AutoMetaClassifier(
+...     {"protonet": ProtoNetClassifier(task_splitter=splitter, max_epochs=2, random_state=0),
+...      "logistic": LogisticRegression(), "1-nn": KNeighborsClassifier(1)},
+...     task_splitter=splitter, n_episodes=20, random_state=0).fit(tasks)
+>>> list(auto.leaderboard_.columns[:3]), len(auto.leaderboard_)
+(['mean', 'ci_low', 'ci_high'], 3)
+>>> X, y = tasks[0]
+>>> auto.adapt(X[:10], y[:10]).predict(X[10:13]).shape    # the winner, adapted
+(3,)"""
+
+_REG_EXAMPLE = """>>> from sklearn.linear_model import Ridge
+>>> from sklmeta import AutoMetaRegressor, MAMLRegressor, TaskSplitter
+>>> from sklmeta.datasets import make_sinusoid_tasks
+>>> from sklmeta.transfer import PooledRegressor
+>>> tasks = make_sinusoid_tasks(n_tasks=30, random_state=0)
+>>> splitter = TaskSplitter(k_shot=5, n_query=5, n_tasks=32, random_state=0)
+>>> auto = AutoMetaRegressor(
+...     {"maml": MAMLRegressor(task_splitter=splitter, max_epochs=2, random_state=0),
+...      "ridge": Ridge(), "pooled": PooledRegressor()},
+...     task_splitter=splitter, n_episodes=20, random_state=0).fit(tasks)
+>>> auto.best_name_ in auto.leaderboard_.index
+True
+>>> X, y = tasks[0]
+>>> auto.adapt(X[:5], y[:5]).predict(X[5:8]).shape
+(3,)"""
+
+
+class AutoMetaClassifier(_AutoMetaBase):
+    def _is_classifier(self):
+        return True
+
+
+class AutoMetaRegressor(_AutoMetaBase):
+    def _is_classifier(self):
+        return False
+
+
+AutoMetaClassifier.__doc__ = _DOC.format(
+    summary="The best few-shot classifier for your tasks, chosen on held-out tasks or classes.",
+    rows="whole classes (unseen classes), else rows", metric="accuracy",
+    n_way="n_way_ : int\n    Classes per episode.\n",
+    unseen="task datasets, groups or classes", example=_CLF_EXAMPLE)
+AutoMetaRegressor.__doc__ = _DOC.format(
+    summary="The best few-shot regressor for your tasks, chosen on held-out tasks.",
+    rows="rows", metric="R^2", n_way="", unseen="task datasets or groups",
+    example=_REG_EXAMPLE)
