@@ -270,7 +270,8 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
         """
         splitter = self._check_params()
         # Seeds drawn up front: the initial weights do not depend on whether a
-        # validation split is drawn, so max_epochs=0 gives this very network's random start.
+        # validation split is drawn, so max_meta_steps=0 (or max_epochs=0) gives this very
+        # network's random start.
         init_seed, split_seed, train_seed, valid_seed = check_random_state(
             self.random_state).randint(2**31, size=4)
         pools, unit = fit_pools(X, y, groups, self._check_xy)
