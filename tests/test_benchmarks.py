@@ -138,7 +138,8 @@ def test_real_data_quick(tmp_path):
 
 @pytest.mark.slow
 def test_automl_quick(tmp_path):
-    proc = run_script(SCRIPT.parent / "automl.py", "--quick", cwd=tmp_path)
+    # every default candidate meta-trains with the default budget: minutes, even --quick
+    proc = run_script(SCRIPT.parent / "automl.py", "--quick", cwd=tmp_path, timeout=1200)
     for heading in ["### digits, 5-shot", "### shared-structure, 5-shot",
                     "### leaf_id_flavia, 5-shot", "### gapminder, 5-shot", "| **AutoMeta** |",
                     "AutoMeta minus the best single candidate in hindsight"]:

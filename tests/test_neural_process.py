@@ -297,9 +297,11 @@ def test_it_learns_the_sinusoids():
     """Far below predicting the support mean after ~1,000 meta-steps (measured ~0.65 vs 4.4)."""
     tasks = make_sinusoid_tasks(n_tasks=2000, n_samples=30, random_state=0)
     test = make_sinusoid_tasks(n_tasks=100, n_samples=30, random_state=1)
+    # measured on raw targets; the std floor (0.1) is in the targets' units, which the
+    # default standardize="auto" changes: not yet re-measured at the scaled targets
     meta = NeuralProcessRegressor(
         task_splitter=TaskSplitter(k_shot=10, n_query=10, n_tasks=3200), aggregation="attention",
-        max_epochs=5, early_stopping=False, random_state=0).fit(tasks)
+        max_epochs=5, early_stopping=False, standardize=False, random_state=0).fit(tasks)
     mse, baseline = [], []
     for X, y in test:
         mse.append(np.mean((meta.adapt(X[:10], y[:10]).predict(X[10:]) - y[10:]) ** 2))
