@@ -167,6 +167,13 @@ class SupportLearner(DocLinkMixin, BaseEstimator):
             The mean score over the episodes.
         """
         check_is_fitted(self, "n_features_in_")
+        X, y, groups = self._score_data(X, y, groups)
+        scores = [self.adapt(X[s], y[s]).score(X[q], y[q])
+                  for s, q in scoring_splitter(self, y).split(X, y, groups)]
+        return float(np.mean(scores))
+
+    def _score_data(self, X, y, groups):
+        """``score``'s data as ``(X, y, groups)`` arrays: a task list is stacked."""
         if is_task_list(X, y):
             if y is not None:
                 raise ValueError("score(tasks) takes no y: each task carries its own targets.")
@@ -174,9 +181,7 @@ class SupportLearner(DocLinkMixin, BaseEstimator):
         if y is None:
             raise ValueError(f"{type(self).__name__}.score needs (X, y) or a list of tasks.")
         X, y = self._check_support(X, y)
-        scores = [self.adapt(X[s], y[s]).score(X[q], y[q])
-                  for s, q in scoring_splitter(self, y).split(X, y, groups)]
-        return float(np.mean(scores))
+        return X, y, groups
 
     def __sklmeta_adapter__(self):
         """An unfitted estimator whose ``fit(X, y)`` is ``self.adapt(X, y)``.

@@ -377,17 +377,10 @@ class _AutoMetaBase(SupportLearner):
         float
             The mean score over the episodes.
         """
-        from ._episodes import is_task_list
         from .model_selection import episode_scorer
 
         check_is_fitted(self, "best_estimator_")
-        if is_task_list(X, y):
-            if y is not None:
-                raise ValueError("score(tasks) takes no y: each task carries its own targets.")
-            X, y, groups = stack_tasks(X)
-        if y is None:
-            raise ValueError(f"{type(self).__name__}.score needs (X, y) or a list of tasks.")
-        X, y = self._check_support(X, y)
+        X, y, groups = self._score_data(X, y, groups)
         return episode_scorer(self.scoring)(self, X, y, groups=groups)
 
     def __sklmeta_adapter__(self):
