@@ -202,6 +202,13 @@ def run(scenario, k, seed, b, quick):
                  + minus("AutoMeta", closest))
     lines.append(f"AutoMeta minus the best single candidate in hindsight ({best_all}): "
                  + minus("AutoMeta", best_all))
+    if best_all != auto.best_name_:  # the selection noise: how the two differed when choosing
+        d, dlo, dhi = board.loc[best_all, ["diff", "diff_ci_low", "diff_ci_high"]]
+        gap = (f"MSE {-d + 0.0:+.3f} [{-dhi + 0.0:+.3f}, {-dlo + 0.0:+.3f}]" if mse
+               else points(d, dlo, dhi))
+        tied = "a tie" if dlo <= 0 <= dhi else "a clear gap"
+        lines.append(f"the selection noise: on the held-out episodes {best_all} minus the pick "
+                     f"was {gap}, {tied}")
     m, lo, hi = mean_ci(per["AutoMeta"])
     pick = board.loc[auto.best_name_]
     hlo, hhi = pick["ci_low"], pick["ci_high"]

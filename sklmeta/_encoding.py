@@ -1,25 +1,72 @@
 """How :func:`sklmeta.save` encodes parameters and fitted attributes as plain values.
 
 NumPy arrays become a tensor (or, for strings and objects, a list) with their
-dtype, a ``TaskSplitter`` its own parameters, a ``RandomState`` its state; the rest
-must already be ``str``, ``int``, ``float``, ``bool``, ``None``, lists, tuples and
-dicts of them. :func:`decode` inverts :func:`encode`; :func:`check_ndarrays`
-bounds what a file's arrays may declare before anything is built.
+dtype, a ``TaskSplitter`` its own parameters, a ``RandomState`` its state, a
+scikit-learn estimator (or one of sklmeta's support learners, see
+:func:`estimator_classes`) its class name, its parameters and its fitted
+attributes, each encoded in turn; the rest must already be ``str``, ``int``,
+``float``, ``bool``, ``None``, lists, tuples and dicts of them. :func:`decode`
+inverts :func:`encode`, building estimators only of the classes
+:func:`estimator_classes` names (an allow-list: a file cannot name another
+callable); :func:`check_ndarrays` bounds what a file's arrays may declare before
+anything is built.
 """
 
+import functools
 import math
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
 
 from ._safe_io import MAX_DIMS, damaged
 from .tasks import TaskSplitter
 
-__all__ = ["NDARRAY", "RANDOM_STATE", "SPLITTER", "check_ndarrays", "decode", "encode",
-           "history_values"]
+__all__ = ["ESTIMATOR", "NDARRAY", "RANDOM_STATE", "SPLITTER", "check_ndarrays", "decode",
+           "encode", "estimator_classes", "history_values"]
 
 # Markers of the values stored as dicts (a user dict with these keys is not plausible).
 NDARRAY, RANDOM_STATE, SPLITTER = "__ndarray__", "__random_state__", "__task_splitter__"
+ESTIMATOR = "__estimator__"
+
+
+@functools.cache
+def estimator_classes():
+    """The estimators :func:`encode` stores and :func:`decode` builds, by class name.
+
+    scikit-learn's public estimators (``sklearn.utils.discovery.all_estimators``:
+    their names are unique) and sklmeta's learners that hold only such
+    estimators and plain values: :class:`~sklmeta.transfer.PerSupport` and
+    :class:`~sklmeta.transfer.PooledRegressor`. sklmeta's meta-estimators are
+    not here: :mod:`sklmeta.persistence` stores their networks itself.
+    """
+    from sklearn.utils.discovery import all_estimators
+
+    from .transfer import PerSupport, PooledRegressor
+
+    return {**dict(all_estimators()), "PerSupport": PerSupport,
+            "PooledRegressor": PooledRegressor}
+
+
+def _encode_estimator(value, where):
+    params = value.get_params(deep=False)
+    state = {k: v for k, v in vars(value).items() if k not in params}
+    return {ESTIMATOR: type(value).__name__,
+            "params": encode(params, f"{where}.get_params()"),
+            "state": {k: encode(v, f"{where}.{k}") for k, v in state.items()}}
+
+
+def _decode_estimator(value):
+    name = value[ESTIMATOR]
+    cls = estimator_classes().get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise TypeError(f"{name!r} is not an estimator sklmeta.load builds")
+    estimator = cls(**decode(value["params"]))
+    for key, attribute in value["state"].items():
+        if not (isinstance(key, str) and key.isidentifier() and not key.startswith("__")):
+            raise TypeError(f"{name} has an attribute named {key!r}")
+        setattr(estimator, key, decode(attribute))
+    return estimator
 
 def encode(value, where):
     """``value`` as tensors and plain Python values; a ValueError naming ``where`` if not."""
@@ -50,9 +97,13 @@ def encode(value, where):
         return [encode(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, dict):
         return {encode(k, where): encode(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, BaseEstimator) and (
+            estimator_classes().get(type(value).__name__) is type(value)):
+        return _encode_estimator(value, where)
     raise ValueError(
-        f"sklmeta.save stores tensors and plain values only; {where} is a "
-        f"{type(value).__name__}. Use pickle or joblib for such estimators (trusted files only)."
+        f"sklmeta.save stores tensors, plain values and scikit-learn estimators only; {where} "
+        f"is a {type(value).__name__}. Use pickle or joblib for such estimators (trusted "
+        "files only)."
     )
 
 
@@ -77,6 +128,8 @@ def decode(value):
         return rng
     if SPLITTER in value:
         return TaskSplitter(**decode(value[SPLITTER]))
+    if ESTIMATOR in value:
+        return _decode_estimator(value)
     return {decode(k): decode(v) for k, v in value.items()}
 
 

@@ -126,34 +126,41 @@ _SAVED = ("best_name_", "best_score_", "validation_split_", "n_features_in_", "n
           "feature_names_in_")
 
 
-def to_payload(auto, meta_payload, encode):
+def to_payload(auto, winner_payload, encode):
     """What :func:`sklmeta.save` stores of a fitted AutoMeta: plain values and the winner.
 
-    ``meta_payload`` and ``encode`` are :mod:`sklmeta.persistence`'s (a meta-estimator's
-    payload; a value as tensors and plain values).
+    ``winner_payload`` and ``encode`` are :mod:`sklmeta.persistence`'s (the payload of
+    a meta-estimator or of a learner of :mod:`sklmeta.transfer` that holds
+    scikit-learn estimators only; a value as tensors and plain values).
     """
     check_is_fitted(auto, "best_estimator_", msg=(
         f"This {type(auto).__name__} is not fitted yet: sklmeta.save saves fitted "
         "estimators; call fit first."))
     try:
-        winner = meta_payload(auto.best_estimator_)
+        winner = winner_payload(auto.best_estimator_)
     except TypeError:
         raise TypeError(
             f"sklmeta.save saves an AutoMeta whose winner is one of sklmeta's "
-            f"meta-estimators; this one chose {auto.best_name_!r} "
+            f"meta-estimators, or a PerSupport or PooledRegressor of scikit-learn's own "
+            f"estimators; this one chose {auto.best_name_!r} "
             f"({type(auto.best_estimator_).__name__}), which holds objects only pickle can "
             "store. Save it with joblib.dump (which runs code on load: load only files you "
             "trust), or keep auto.leaderboard_ (a DataFrame) and refit.") from None
     params = auto.get_params(deep=False)
-    if params.pop("candidates") is not None:
+    candidates = params.pop("candidates")
+    try:  # scikit-learn's own estimators are stored as their class name and parameters
+        params = {**encode(params, "params"), "candidates": encode(candidates, "candidates")}
+    except ValueError:
         warnings.warn(
-            "sklmeta.save does not save candidates (estimators are code); the loaded "
-            "AutoMeta has candidates=None (the defaults). Set them again with "
-            "set_params(candidates=...) before refitting.", UserWarning, stacklevel=3)
+            "sklmeta.save saves candidates only when they are scikit-learn's own estimators "
+            "(others are code); the loaded AutoMeta has candidates=None (the defaults). Set "
+            "them again with set_params(candidates=...) before refitting.",
+            UserWarning, stacklevel=3)
+        params = {**encode(params, "params"), "candidates": None}
     board = auto.leaderboard_
     return {
         "class": type(auto).__name__,
-        "params": encode(params, "params"),
+        "params": params,
         "winner": winner,
         "attributes": encode({k: getattr(auto, k) for k in _SAVED if hasattr(auto, k)},
                              "attributes"),
@@ -165,12 +172,12 @@ def to_payload(auto, meta_payload, encode):
     }
 
 
-def from_payload(payload, load_meta, decode):
-    """The fitted AutoMeta :func:`to_payload` stored; ``load_meta`` rebuilds the winner."""
+def from_payload(payload, load_winner, decode):
+    """The fitted AutoMeta :func:`to_payload` stored; ``load_winner`` rebuilds the winner."""
     cls = {c.__name__: c for c in (AutoMetaClassifier, AutoMetaRegressor)}[payload["class"]]
     auto = cls(**decode(payload["params"]))
     auto._validate_params()
-    best = load_meta(payload["winner"])
+    best = load_winner(payload["winner"])
     board = decode(payload["leaderboard"])
     leaderboard = pd.DataFrame(board["columns"], index=board["index"])
     scores = pd.DataFrame(decode(payload["scores"]))

@@ -74,6 +74,16 @@ estimator is built, most before torch unpickles a byte; each raises a
 saved with ``device="cuda"`` loads on a machine without CUDA on the CPU, with a
 ``skorch.exceptions.DeviceWarning``, as skorch's own loading does.
 
+scikit-learn estimators (those :class:`~sklmeta.transfer.PerSupport` and
+:class:`~sklmeta.transfer.PooledRegressor` hold, an AutoMeta's candidates) are
+stored as ``{"__estimator__": class name, "params", "state"}``: their
+parameters and fitted attributes, each a plain value or array. :func:`load`
+builds only the classes scikit-learn lists as its public estimators
+(``sklearn.utils.discovery.all_estimators``) and those two of sklmeta's,
+looked up by name; a fitted attribute that is not a plain value (a
+RandomForest's trees, a KD-tree) cannot be stored, and ``save`` raises a
+``TypeError`` that says to use joblib.
+
 Two parameters hold code and are not saved:
 
 - ``module`` (a network of your own): its *weights* are saved; the file records
@@ -99,7 +109,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._adaptation import predictor
 from ._base import SAVED_ATTRIBUTES, build_learner, restore_fitted
-from ._encoding import check_ndarrays, decode, encode, history_values
+from ._encoding import check_ndarrays, decode, encode, estimator_classes, history_values
 from ._safe_io import (
     MAX_DEPTH,
     MAX_FILE_BYTES,
@@ -128,6 +138,8 @@ MAX_FEATURES = 2**20     # n_features_in_, n_features_padded_
 _META_CLASSES = {cls.__name__: cls for cls in META_ESTIMATORS}
 _ADAPTED_CLASSES = {cls.__name__: cls for cls in (AdaptedClassifier, AdaptedRegressor)}
 _AUTOMETA = ("AutoMetaClassifier", "AutoMetaRegressor")  # sklmeta.automl builds them
+# sklmeta.transfer's learners that hold scikit-learn estimators and plain values only
+_SUPPORT = ("PerSupport", "PooledRegressor")
 _ADAPTED_ATTRIBUTES = ("params_", "classes_", "columns_", "mean_", "scale_", "y_mean_",
                        "y_scale_", "n_features_in_", "n_features_padded_",
                        "feature_names_in_")
@@ -171,6 +183,35 @@ def _meta_payload(meta):
     }
 
 
+def _is_support(estimator):
+    name = type(estimator).__name__
+    return name in _SUPPORT and estimator_classes()[name] is type(estimator)
+
+
+def _support_payload(learner):
+    check_is_fitted(learner, "n_features_in_", msg=(
+        f"This {type(learner).__name__} is not fitted yet: sklmeta.save saves fitted "
+        "estimators; call fit first."))
+    try:
+        encoded = encode(learner, type(learner).__name__)
+    except ValueError as e:
+        raise TypeError(str(e)) from None
+    return {"class": type(learner).__name__, "learner": encoded}
+
+
+def _winner_payload(estimator):
+    """An AutoMeta winner's payload: a meta-estimator's, or a support learner's."""
+    return _support_payload(estimator) if _is_support(estimator) else _meta_payload(estimator)
+
+
+def _load_support(payload, path):
+    check_ndarrays(payload["learner"], path)
+    learner = decode(payload["learner"])
+    if type(learner).__name__ != payload["class"]:
+        raise damaged(path, f"a {payload['class']} that holds a {type(learner).__name__}")
+    return learner
+
+
 def _adapted_payload(adapted):
     check_is_fitted(adapted, "params_", msg=(
         f"This {type(adapted).__name__} is not fitted (adapted) yet: sklmeta.save saves "
@@ -193,14 +234,17 @@ def save(estimator, path):
 
     Parameters
     ----------
-    estimator : meta-estimator or AdaptedClassifier or AdaptedRegressor or AutoMeta
+    estimator : meta-estimator, AdaptedClassifier, AdaptedRegressor, PerSupport, \
+PooledRegressor or AutoMeta
         Fitted. One of sklmeta's meta-estimators (``MAMLClassifier``, ...,
         ``ProtoNetClassifier``), an estimator they adapted (``meta.adapt(X, y)``,
-        saved with its meta-estimator), or an ``AutoMetaClassifier`` /
-        ``AutoMetaRegressor`` whose winner is a meta-estimator (saved with its
-        leaderboard; its ``candidates`` are not saved). ``callbacks`` are not saved (a warning
-        says so); a custom ``module`` is saved as its weights only, and
-        :func:`load` then needs ``module=``.
+        saved with its meta-estimator), a :class:`~sklmeta.transfer.PerSupport`
+        or :class:`~sklmeta.transfer.PooledRegressor` of scikit-learn's own
+        estimators, or an ``AutoMetaClassifier`` / ``AutoMetaRegressor`` whose
+        winner is one of those (saved with its leaderboard; its ``candidates``
+        only if they are scikit-learn's estimators). ``callbacks`` are not saved
+        (a warning says so); a custom ``module`` is saved as its weights only,
+        and :func:`load` then needs ``module=``.
     path : str, path-like or binary file object
         Where to write (a ``torch.save`` file; ``.pt`` is the convention).
 
@@ -237,7 +281,9 @@ def save(estimator, path):
     elif type(estimator).__name__ in _AUTOMETA and type(estimator).__module__ == "sklmeta.automl":
         from .automl import to_payload  # the winner (a meta-estimator) and plain values
 
-        payload = to_payload(estimator, _meta_payload, encode)
+        payload = to_payload(estimator, _winner_payload, encode)
+    elif _is_support(estimator):
+        payload = _support_payload(estimator)
     else:
         payload = _meta_payload(estimator)
     _write(payload, path)
@@ -454,7 +500,7 @@ def load(path, *, module=None, device=None, max_bytes=MAX_FILE_BYTES):
 
     Returns
     -------
-    estimator : meta-estimator or AdaptedClassifier or AdaptedRegressor
+    estimator : meta-estimator, adapted estimator, PerSupport, PooledRegressor or AutoMeta
         Fitted. Its ``callbacks`` are None (they are not saved).
 
     Raises
@@ -496,8 +542,14 @@ def load(path, *, module=None, device=None, max_bytes=MAX_FILE_BYTES):
         if name in _AUTOMETA:
             from .automl import from_payload
 
-            return from_payload(payload, lambda p: _load_meta(p, module, device, path)[0],
-                                decode)
+            def winner(p):
+                if p["class"] in _SUPPORT:
+                    return _load_support(p, path)
+                return _load_meta(p, module, device, path)[0]
+
+            return from_payload(payload, winner, decode)
+        if name in _SUPPORT:
+            return _load_support(payload, path)
         if name in _ADAPTED_CLASSES:
             attributes = payload["attributes"]
             _check_adapted_attributes(attributes, path)

@@ -298,7 +298,7 @@ def test_save_and_load_an_automl_whose_winner_is_a_meta_estimator(tmp_path):
     auto = AutoMetaClassifier({"protonet": _small(sklmeta.ProtoNetClassifier, splitter)},
                               task_splitter=splitter, n_episodes=10, random_state=0).fit(tasks)
     path = tmp_path / "auto.pt"
-    with pytest.warns(UserWarning, match="does not save candidates"):
+    with pytest.warns(UserWarning, match="saves candidates only when"):
         sklmeta.save(auto, path)
     loaded = sklmeta.load(path)
     assert type(loaded) is AutoMetaClassifier and loaded.candidates is None
@@ -312,14 +312,60 @@ def test_save_and_load_an_automl_whose_winner_is_a_meta_estimator(tmp_path):
     assert loaded.score(tasks[:4]) == auto.score(tasks[:4])
 
 
-def test_save_refuses_a_classical_winner_and_says_to_use_joblib(tmp_path, digits):
+def test_save_and_load_an_automl_whose_winner_is_a_classical_learner(tmp_path, digits):
     X, y = digits
-    auto = _auto([KNeighborsClassifier(1)]).fit(X, y)
+    auto = _auto([make_pipeline(StandardScaler(), KNeighborsClassifier(1))]).fit(X, y)
+    path = tmp_path / "auto.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scikit-learn's candidates are saved: no warning
+        sklmeta.save(auto, path)
+    loaded = sklmeta.load(path)
+    assert [type(c[-1]) for c in loaded.candidates] == [KNeighborsClassifier]
+    assert type(loaded.best_estimator_) is PerSupport
+    inner = loaded.best_estimator_.estimator
+    assert type(inner[-1]) is KNeighborsClassifier and inner[-1].n_neighbors == 1
+    pd.testing.assert_frame_equal(loaded.leaderboard_, auto.leaderboard_)
+    s, q = next(SPLITTER.split(X, y))
+    np.testing.assert_array_equal(loaded.adapt(X[s], y[s]).predict(X[q]),
+                                  auto.adapt(X[s], y[s]).predict(X[q]))
+    assert loaded.score(X, y) == auto.score(X, y)
+
+
+def test_save_and_load_a_pooled_regressor_with_its_fitted_models(tmp_path):
+    tasks = make_sinusoid_tasks(n_tasks=8, random_state=0)
+    reg = PooledRegressor(correction="ridge", alpha=0.5).fit(tasks)
+    sklmeta.save(reg, tmp_path / "pooled.pt")
+    loaded = sklmeta.load(tmp_path / "pooled.pt")
+    np.testing.assert_array_equal(loaded.estimator_[-1].coef_, reg.estimator_[-1].coef_)
+    X, y = make_sinusoid_tasks(n_tasks=1, random_state=1)[0]
+    np.testing.assert_array_equal(loaded.adapt(X[:5], y[:5]).predict(X[5:]),
+                                  reg.adapt(X[:5], y[:5]).predict(X[5:]))
+
+
+class _OwnNeighbours(KNeighborsClassifier):
+    """A user's estimator class: code that a file may not name."""
+
+
+def test_save_refuses_a_winner_of_a_users_class_and_says_to_use_joblib(tmp_path, digits):
+    X, y = digits
+    auto = _auto([_OwnNeighbours(1)]).fit(X, y)
     with pytest.raises(TypeError, match="joblib"):
         sklmeta.save(auto, tmp_path / "auto.pt")
     assert not (tmp_path / "auto.pt").exists()
     joblib.dump(auto, tmp_path / "auto.joblib")  # trusted files: pickle keeps everything
-    assert joblib.load(tmp_path / "auto.joblib").best_name_ == "KNeighborsClassifier"
+    assert joblib.load(tmp_path / "auto.joblib").best_name_ == "_OwnNeighbours"
+
+
+def test_load_builds_only_the_estimators_it_allows(tmp_path):
+    from sklmeta._encoding import ESTIMATOR, decode, encode
+
+    stored = encode(KNeighborsClassifier(3), "estimator")
+    assert type(decode(stored)) is KNeighborsClassifier and decode(stored).n_neighbors == 3
+    for name in ("_OwnNeighbours", "os.system", "PretrainedEmbeddingClassifier"):
+        with pytest.raises(TypeError, match="not an estimator sklmeta.load builds"):
+            decode({**stored, ESTIMATOR: name})
+    with pytest.raises(TypeError, match="attribute named"):
+        decode({**stored, "state": {"__class__": 1}})
 
 
 # ------------------------------------------- the issue's targets, at reduced budgets
