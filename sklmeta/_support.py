@@ -87,6 +87,11 @@ class SupportLearner(DocLinkMixin, BaseEstimator):
         "random_state": ["random_state"],
     }
 
+    # Whether fit needs task datasets of one width. Learners that refit on each support
+    # set (PerSupport) and AutoMeta take task lists of different widths, as the
+    # meta-estimators do; adapt then takes a support set of any width up to the widest.
+    _one_width = True
+
     # Metadata routing, as for the meta-estimators: fit and score use groups.
     __metadata_request__fit = {"groups": True}
     __metadata_request__score = {"groups": True}
@@ -109,7 +114,7 @@ class SupportLearner(DocLinkMixin, BaseEstimator):
         return X, y
 
     def _pools(self, X, y, groups):
-        """Validated task pools of one width, and ``n_way_`` for a classifier."""
+        """Validated task pools (of one width, if ``_one_width``), and ``n_way_``."""
         self._validate_params()
         splitter = self.task_splitter if self.task_splitter is not None else TaskSplitter()
         splitter.get_n_splits()  # validates the splitter's parameters
@@ -118,12 +123,14 @@ class SupportLearner(DocLinkMixin, BaseEstimator):
                              "episodes count samples (k_shot, n_query) without n_way.")
         pools, unit = fit_pools(X, y, groups, self._check_xy)
         widths = sorted({p.X.shape[1] for p in pools})
-        if len(widths) > 1:
+        if len(widths) > 1 and self._one_width:
             raise ValueError(
                 f"The task datasets have different widths {widths}; {type(self).__name__} "
                 "needs one width (sklmeta's meta-estimators standardise and zero-pad tasks "
                 "of different widths).")
-        fitted = {"n_features_in_": widths[0], "unit_": unit}
+        fitted = {"n_features_in_": widths[-1], "unit_": unit}
+        if len(widths) > 1:
+            fitted["task_widths_"] = widths
         if self._is_classifier():
             n_classes = max(len(np.unique(p.y)) for p in pools)
             if n_classes < 2:
@@ -138,7 +145,13 @@ class SupportLearner(DocLinkMixin, BaseEstimator):
             f"{type(self).__name__} is not fitted yet: call fit(tasks) before adapt."))
         X, y = check_X_y(X, y, dtype=[np.float64, np.float32],
                          y_numeric=not self._is_classifier())
-        if X.shape[1] != self.n_features_in_:
+        if hasattr(self, "task_widths_"):  # fit on tasks of different widths
+            if X.shape[1] > self.n_features_in_:
+                raise ValueError(
+                    f"X has {X.shape[1]} features, but {type(self).__name__} was fit on "
+                    f"task datasets of widths {self.task_widths_}; it adapts to support "
+                    f"sets of at most {self.n_features_in_} features.")
+        elif X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
                              f"expecting {self.n_features_in_} features as input.")
         if self._is_classifier():

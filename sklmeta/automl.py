@@ -23,7 +23,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import _get_feature_names, check_is_fitted
 
-from ._candidates import default_candidates, fit_candidate, named_candidates
+from ._candidates import default_candidates, final_step, fit_candidate, named_candidates
 from ._episodes import TaskPool, hold_out, label_repr
 from ._support import SupportLearner
 from .tasks import TaskSplitter, stack_tasks
@@ -122,8 +122,8 @@ def _stratified_rows(pool, need, fraction, rng):
 
 
 # ------------------------------------------------------------------ persistence
-_SAVED = ("best_name_", "best_score_", "validation_split_", "n_features_in_", "n_way_", "unit_",
-          "feature_names_in_")
+_SAVED = ("best_name_", "best_score_", "validation_split_", "n_features_in_", "task_widths_",
+          "n_way_", "unit_", "feature_names_in_")
 
 
 def to_payload(auto, winner_payload, encode):
@@ -191,6 +191,8 @@ def from_payload(payload, load_winner, decode):
 # ------------------------------------------------------------------ the estimator
 class _AutoMetaBase(SupportLearner):
     """Meta-validation of candidates on held-out tasks, the winner refit on all data."""
+
+    _one_width = False  # task lists of different widths, as the meta-estimators take
 
     _parameter_constraints = {
         "candidates": [list, tuple, dict, None],
@@ -264,7 +266,9 @@ class _AutoMetaBase(SupportLearner):
         ----------
         X : array-like of shape (n_samples, n_features), or list of (X_i, y_i)
             One dataset (episodes drawn by class, or by group), or a list of
-            task datasets of one width.
+            task datasets (of different widths, too: held-out tasks are
+            zero-padded to the widest, and candidates that need one width are
+            skipped).
         y : array-like of shape (n_samples,), default=None
             Targets; None when ``X`` is a list of tasks.
         groups : array-like of shape (n_samples,), default=None
@@ -293,8 +297,10 @@ class _AutoMetaBase(SupportLearner):
         if split["unit"] == "rows":
             unit = None  # one pool each side
         fit_args, fit_kwargs = _fit_args(train, unit)
-        if unit == "tasks":
-            X_v, y_v, g_v = stack_tasks([(p.X, p.y) for p in valid])
+        if unit == "tasks":  # zero-padded to the widest, as the meta-estimators pad them
+            width = fitted["n_features_in_"]
+            X_v, y_v, g_v = stack_tasks([(np.pad(p.X, ((0, 0), (0, width - p.X.shape[1]))),
+                                          p.y) for p in valid])
         else:
             (X_v, y_v), g = _fit_args(valid, unit)
             g_v = g.get("groups")
@@ -305,11 +311,21 @@ class _AutoMetaBase(SupportLearner):
                                                              for p in valid)))
         episodes = list(episode_splitter.split(X_v, y_v, g_v))
         deadline = None if self.time_budget is None else started + self.time_budget
+        results, every = [], candidates
+        if "task_widths_" in fitted:  # learners of one width cannot take these tasks
+            one_width = [n for n, est in candidates.items()
+                         if getattr(final_step(est), "_one_width", False)]
+            results = [{"name": n, "status": "skipped: needs task datasets of one width"}
+                       for n in one_width]
+            candidates = {n: est for n, est in candidates.items() if n not in one_width}
+            if not candidates:
+                raise ValueError(
+                    f"The task datasets have different widths {fitted['task_widths_']} and "
+                    f"every candidate ({one_width}) needs one width.")
         # the first (cheapest) candidate always runs: there is then something to choose
         jobs = (delayed(_evaluate)(name, clone(est), fit_args, fit_kwargs, X_v, y_v, episodes,
                                    self.scoring, deadline if i else None)
                 for i, (name, est) in enumerate(candidates.items()))
-        results = []
         for r in Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs):
             results.append(r)
             if self.verbose:
@@ -333,7 +349,7 @@ class _AutoMetaBase(SupportLearner):
                   f"{time.perf_counter() - start:.1f} s", flush=True)
         scores = pd.DataFrame({r["name"]: r["scores"] for r in results if r["status"] == "ok"})
         scores.index.name = "episode"
-        fitted.update(best_estimator_=best, best_name_=winner, candidates_=candidates,
+        fitted.update(best_estimator_=best, best_name_=winner, candidates_=every,
                       best_score_=float(table.loc[winner, "mean"]), leaderboard_=table,
                       scores_=scores, validation_split_=split)
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
@@ -472,7 +488,10 @@ scores_ : pandas.DataFrame
 validation_split_ : dict
     What was held out: ``unit``, ``held_out``, ``n_kept``.
 n_features_in_ : int
-    Width of the data.
+    Width of the data (the widest task's, for task datasets of different
+    widths; ``adapt`` then takes any width up to it).
+task_widths_ : list of int
+    The task datasets' widths; set only when they differ.
 {n_way}unit_ : {{"tasks", "groups", None}}
     What a task was at fit.
 

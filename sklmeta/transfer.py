@@ -68,7 +68,10 @@ class PerSupport(SupportLearner):
     Attributes
     ----------
     n_features_in_ : int
-        Width of the meta-training data.
+        Width of the meta-training data (the widest task's, for task datasets
+        of different widths; ``adapt`` then takes any width up to it).
+    task_widths_ : list of int
+        The task datasets' widths; set only when they differ.
     n_way_ : int
         Classes per episode (classifiers only).
     unit_ : {"tasks", "groups", None}
@@ -100,6 +103,7 @@ class PerSupport(SupportLearner):
         **SupportLearner._parameter_constraints,
         "estimator": [HasMethods(["fit", "predict"])],
     }
+    _one_width = False  # each support set is fit from scratch, at its own width
 
     def __init__(self, estimator, *, task_splitter=None, random_state=None):
         self.estimator = estimator

@@ -443,3 +443,34 @@ def test_a_pipeline_ending_in_a_meta_estimator_is_meta_trained_on_groups():
     assert isinstance(meta, sklmeta.ProtoNetClassifier)
     assert meta.validation_split_["unit"] == "groups"
     assert sklmeta.adapt(auto.best_estimator_, X[:6], y[:6]).predict(X[6:9]).shape == (3,)
+
+
+# ------------------------------------------------- task datasets of different widths
+def _tasks_of_widths(widths, seed=0):
+    rng = np.random.RandomState(seed)
+    tasks = []
+    for width in widths:
+        X = rng.randn(40, width)
+        tasks.append((X, (X[:, 0] + 0.3 * rng.randn(40) > 0).astype(int)))
+    return tasks
+
+
+def test_task_datasets_of_different_widths_are_chosen_among_and_adapted_to():
+    tasks = _tasks_of_widths([3, 5, 8] * 4)
+    splitter = TaskSplitter(n_way=2, k_shot=3, n_query=5, n_tasks=10, random_state=0)
+    candidates = {"logistic": LogisticRegression(), "1-NN": KNeighborsClassifier(1),
+                  "protonet": _small(sklmeta.ProtoNetClassifier, splitter),
+                  "embedding": sklmeta.transfer.PretrainedEmbeddingClassifier(
+                      task_splitter=splitter, random_state=0)}
+    auto = AutoMetaClassifier(candidates, task_splitter=splitter, n_episodes=20,
+                              random_state=0).fit(tasks)
+    assert auto.task_widths_ == [3, 5, 8] and auto.n_features_in_ == 8
+    board = auto.leaderboard_
+    assert board.loc["embedding", "status"] == "skipped: needs task datasets of one width"
+    assert (board.drop("embedding")["status"] == "ok").all()
+    assert set(auto.candidates_) == set(candidates)
+    X, y = _tasks_of_widths([5], seed=1)[0]
+    assert auto.adapt(X[:6], y[:6]).predict(X[6:]).shape == (34,)
+    with pytest.raises(ValueError, match="at most 8 features"):
+        auto.adapt(np.zeros((6, 9)), y[:6])
+

@@ -79,8 +79,13 @@ def test_per_support_errors(digits):
         learner.adapt(X[:10, :10], y[:10])
     with pytest.raises(AttributeError, match="adapt"):
         learner.predict(X)
+    # tasks of different widths: each support set is fit at its own width, up to the widest
+    mixed = PerSupport(LogisticRegression()).fit([(X[:20], y[:20]), (X[:20, :5], y[:20])])
+    assert mixed.task_widths_ == [5, 64] and mixed.adapt(X[:20, :7], y[:20]).n_features_in_ == 7
+    with pytest.raises(ValueError, match="at most 64 features"):
+        mixed.adapt(np.hstack([X[:20], X[:20]]), y[:20])
     with pytest.raises(ValueError, match="different widths"):
-        PerSupport(LogisticRegression()).fit([(X[:20], y[:20]), (X[:20, :5], y[:20])])
+        PretrainedEmbeddingClassifier().fit([(X[:20], y[:20]), (X[:20, :5], y[:20])])
     with pytest.raises(ValueError, match="n_way is for classification"):
         PerSupport(Ridge(), task_splitter=TaskSplitter(n_way=2)).fit(X, y.astype(float))
     with pytest.raises(ValueError, match="estimator"):
