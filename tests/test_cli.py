@@ -1,5 +1,6 @@
 """``python -m sklmeta``: run in-process through ``main(argv)`` on tiny budgets."""
 
+import re
 import signal
 import subprocess
 import sys
@@ -32,11 +33,16 @@ VERDICTS = ("meta-learning wins by ", "the baselines win by ",
             "inconclusive, the 95% interval includes zero: ")
 
 
+
+def printed(capsys):
+    """What was printed, the markdown tables' padding squeezed to one space."""
+    return re.sub(r"(?<=[^ ]) {2,}(?=\|)", " ", capsys.readouterr().out)
+
 def test_compare_prints_tables_and_writes_csv_and_plot(tmp_path, capsys):
     argv = ["compare", "--scenario", "shared-structure", "digits", "--epochs", "1",
             "--episodes", "4", "--shots", "1", "2", "--out", str(tmp_path)]
     assert main(argv) == 0
-    out = capsys.readouterr().out
+    out = printed(capsys)
     assert "Scenarios: shared-structure, digits" in out
     assert "| method | 1-shot query accuracy | 2-shot query accuracy |" in out
     for row in CLASSIFIER_ROWS:
@@ -67,7 +73,7 @@ def test_sinusoid_reports_mse(tmp_path, capsys):
     argv = ["compare", "--scenario", "sinusoid", "--epochs", "1", "--episodes", "3",
             "--shots", "5", "--out", str(tmp_path)]
     assert main(argv) == 0
-    out = capsys.readouterr().out
+    out = printed(capsys)
     assert "| method | 5-shot query MSE (lower is better) |" in out
     assert "| pretrained + fine-tuned (10 SGD steps) | " in out
     scores = pd.read_csv(tmp_path / "sinusoid.csv")
@@ -85,7 +91,7 @@ def test_algorithms_option_picks_the_meta_learners(tmp_path, capsys):
     argv = ["compare", "--scenario", "shared-structure", *TINY, "--algorithms", "protonet",
             "anil", "--out", str(tmp_path)]
     assert main(argv) == 0
-    out = capsys.readouterr().out
+    out = printed(capsys)
     assert "Meta-training ProtoNetClassifier" in out and "Meta-training ANILClassifier" in out
     assert "Meta-training MAMLClassifier" not in out
     methods = set(pd.read_csv(tmp_path / "shared-structure.csv")["method"])
@@ -98,7 +104,7 @@ def test_cross_dataset_runs_every_rotation(tmp_path, capsys):
     # Meta-testing on breast_cancer (30 features) after meta-training on iris and wine
     # (4 and 13) needs the training tasks padded to 30.
     assert main(["compare", "--scenario", "cross-dataset", *TINY, "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
+    out = printed(capsys)
     scores = pd.read_csv(tmp_path / "cross-dataset.csv")
     rotations = {"cross-dataset:iris", "cross-dataset:wine", "cross-dataset:breast_cancer"}
     assert set(scores["scenario"]) == rotations
@@ -153,7 +159,7 @@ def test_help_lists_the_scenarios(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["compare", "--help"])
     assert exc.value.code == 0
-    out = capsys.readouterr().out
+    out = printed(capsys)
     for name in SCENARIOS:
         assert name in out
 
@@ -171,7 +177,7 @@ def test_interrupt_prints_the_rows_done_and_exits_130(tmp_path, capsys, monkeypa
     monkeypatch.setattr(run, "compare", compare_then_interrupt)
     argv = ["compare", "--scenario", "digits", *TINY, "--out", str(tmp_path)]
     assert main(argv) == 130
-    out = capsys.readouterr().out
+    out = printed(capsys)
     assert "Interrupted" in out
     partial = out[out.index("INTERRUPTED"):]
     assert f"| {MAML} | " in partial
@@ -209,7 +215,7 @@ def test_without_command_and_without_matplotlib(tmp_path, capsys, monkeypatch):
         if name.split(".")[0] == "matplotlib":
             monkeypatch.setitem(sys.modules, name, None)  # import matplotlib... fails
     assert main(["--scenario", "digits", *TINY, "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
+    out = printed(capsys)
     assert "matplotlib is not installed" in out
     assert (tmp_path / "digits.csv").is_file()
     assert not (tmp_path / "digits.png").exists()
@@ -219,7 +225,7 @@ def test_without_command_and_without_matplotlib(tmp_path, capsys, monkeypatch):
 def test_default_run(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main([]) == 0
-    out = capsys.readouterr().out
+    out = printed(capsys)
     assert "no arguments: the default scenarios" in out
     for scenario in DEFAULT_SCENARIOS:
         assert f"### {scenario}:" in out
@@ -403,7 +409,7 @@ def test_automl_option_scores_autometas_pick_beside_the_others(tmp_path, capsys)
     argv = ["compare", "--scenario", "sinusoid", "--epochs", "1", "--episodes", "3",
             "--shots", "5", "--algorithms", "maml", "--automl", "--out", str(tmp_path)]
     assert main(argv) == 0
-    out = capsys.readouterr().out
+    out = printed(capsys)
     assert "AutoMeta chose " in out and "(held out tasks)" in out
     rows = [line for line in out.splitlines() if line.startswith("| AutoMeta (pick: ")]
     assert len(rows) == 1

@@ -147,10 +147,8 @@ class Panel:
     def table(self, first="method"):
         rows = [n for n in self.methods if any((n, k) in self.scores for k in self.shots)]
         header = [first] + [f"{k}-shot {self.metric.header}" for k in self.shots]
-        lines = ["| " + " | ".join(header) + " |", "|---|" + "---|" * len(self.shots)]
-        lines += [f"| {n} | " + " | ".join(self.cell(n, k) for k in self.shots) + " |"
-                  for n in rows]
-        return "\n".join(lines)
+        cells = [[n] + [self.cell(n, k) for k in self.shots] for n in rows]
+        return pd.DataFrame(cells, columns=header).to_markdown(index=False, tablefmt="pipe")
 
     def _best(self, role, k):
         done = [n for n, r in self.roles.items() if r == role and (n, k) in self.scores]
