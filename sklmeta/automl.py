@@ -46,8 +46,26 @@ def _fit_args(pools, unit):
     return (pool.X, pool.y), {}
 
 
-def _evaluate(name, estimator, fit_args, fit_kwargs, X, y, episodes, scoring, deadline):
-    """Meta-train one candidate and score it on the episodes; a dict of the results."""
+def _by_task(pools, X, y, groups, episodes):
+    """Episodes of a stacked dataset as ``[(X_t, y_t, episodes of t)]``, at each task's width.
+
+    ``X`` is ``pools`` stacked and zero-padded to the widest; each episode (drawn
+    from one group, a task) is re-indexed into its own task's unpadded rows.
+    """
+    starts = np.searchsorted(groups, np.arange(len(pools)))
+    blocks = {}
+    for s, q in episodes:
+        t = groups[s[0]]
+        blocks.setdefault(t, []).append((s - starts[t], q - starts[t]))
+    return [(pools[t].X, pools[t].y, local) for t, local in blocks.items()]
+
+
+def _evaluate(name, estimator, fit_args, fit_kwargs, blocks, scoring, deadline):
+    """Meta-train one candidate and score it on the episodes; a dict of the results.
+
+    ``blocks`` is ``[(X, y, episodes)]``: one dataset and its episodes, or one per
+    held-out task where the tasks differ in width.
+    """
     from .model_selection import compare
 
     if deadline is not None and time.time() > deadline:
@@ -61,9 +79,10 @@ def _evaluate(name, estimator, fit_args, fit_kwargs, X, y, episodes, scoring, de
             fit_candidate(estimator, fit_args, fit_kwargs)
             fit_seconds = time.perf_counter() - start
             start = time.perf_counter()
-            _, long = compare({name: estimator}, X, y, cv=episodes, scoring=scoring,
-                              return_scores=True)
-        scores = long["score"].to_numpy(dtype=float)
+            scores = np.concatenate([
+                compare({name: estimator}, X, y, cv=episodes, scoring=scoring,
+                        return_scores=True)[1]["score"].to_numpy(dtype=float)
+                for X, y, episodes in blocks])
     except Exception as e:  # noqa: BLE001 - one failing candidate must not end the search
         return {"name": name, "status": f"failed: {type(e).__name__}: {e}"}
     if not np.all(np.isfinite(scores)):
@@ -266,8 +285,8 @@ class _AutoMetaBase(SupportLearner):
         ----------
         X : array-like of shape (n_samples, n_features), or list of (X_i, y_i)
             One dataset (episodes drawn by class, or by group), or a list of
-            task datasets (of different widths, too: held-out tasks are
-            zero-padded to the widest, and candidates that need one width are
+            task datasets (of different widths, too: each held-out episode is
+            scored at its task's width, and candidates that need one width are
             skipped).
         y : array-like of shape (n_samples,), default=None
             Targets; None when ``X`` is a list of tasks.
@@ -297,7 +316,7 @@ class _AutoMetaBase(SupportLearner):
         if split["unit"] == "rows":
             unit = None  # one pool each side
         fit_args, fit_kwargs = _fit_args(train, unit)
-        if unit == "tasks":  # zero-padded to the widest, as the meta-estimators pad them
+        if unit == "tasks":  # (zero-padded to the widest to draw the episodes)
             width = fitted["n_features_in_"]
             X_v, y_v, g_v = stack_tasks([(np.pad(p.X, ((0, 0), (0, width - p.X.shape[1]))),
                                           p.y) for p in valid])
@@ -310,6 +329,9 @@ class _AutoMetaBase(SupportLearner):
             episode_splitter.set_params(n_way=min(n_way, min(len(np.unique(p.y))
                                                              for p in valid)))
         episodes = list(episode_splitter.split(X_v, y_v, g_v))
+        # scored at each task's own width, where the widths differ
+        blocks = (_by_task(valid, X_v, y_v, g_v, episodes) if "task_widths_" in fitted
+                  else [(X_v, y_v, episodes)])
         deadline = None if self.time_budget is None else started + self.time_budget
         results, every = [], candidates
         if "task_widths_" in fitted:  # learners of one width cannot take these tasks
@@ -323,7 +345,7 @@ class _AutoMetaBase(SupportLearner):
                     f"The task datasets have different widths {fitted['task_widths_']} and "
                     f"every candidate ({one_width}) needs one width.")
         # the first (cheapest) candidate always runs: there is then something to choose
-        jobs = (delayed(_evaluate)(name, clone(est), fit_args, fit_kwargs, X_v, y_v, episodes,
+        jobs = (delayed(_evaluate)(name, clone(est), fit_args, fit_kwargs, blocks,
                                    self.scoring, deadline if i else None)
                 for i, (name, est) in enumerate(candidates.items()))
         for r in Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs):

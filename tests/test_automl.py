@@ -474,3 +474,27 @@ def test_task_datasets_of_different_widths_are_chosen_among_and_adapted_to():
     with pytest.raises(ValueError, match="at most 8 features"):
         auto.adapt(np.zeros((6, 9)), y[:6])
 
+
+
+class _WidthRecorder(ClassifierMixin, BaseEstimator):
+    """Records the width of every support set it is fit on; predicts its first class."""
+
+    widths = []
+
+    def fit(self, X, y):
+        type(self).widths.append(np.shape(X)[1])
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), self.classes_[0])
+
+
+def test_held_out_episodes_are_scored_at_their_own_tasks_width():
+    tasks = _tasks_of_widths([3, 6] * 5)
+    splitter = TaskSplitter(n_way=2, k_shot=4, n_query=5, n_tasks=10, random_state=0)
+    _WidthRecorder.widths = []
+    auto = AutoMetaClassifier({"recorder": _WidthRecorder()}, task_splitter=splitter,
+                              n_episodes=20, random_state=0).fit(tasks)
+    held = {tasks[i][0].shape[1] for i in auto.validation_split_["held_out"]}
+    assert len(_WidthRecorder.widths) == 20 and set(_WidthRecorder.widths) == held
