@@ -147,7 +147,8 @@ def kind(name, est):
     return "meta" if name.removesuffix("Regressor") in META_NAMES else "transfer"
 
 
-def pct(m, lo, hi):
+def pct(m, lo, hi):  # an accuracy's interval, clipped to [0, 100]%
+    lo, hi = max(lo, 0.0), min(hi, 1.0)
     return f"{100 * m:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
@@ -177,7 +178,8 @@ def run(scenario, k, seed, b, quick):
     mse = data.get("scoring") == "neg_mean_squared_error"
 
     def show(m, lo, hi):  # a score: accuracy, or MSE (the negated score flipped back)
-        return f"{-m:.3f} [{-hi:.3f}, {-lo:.3f}]" if mse else pct(m, lo, hi)
+        # each interval clipped to the metric's range (an MSE is never negative)
+        return f"{-m:.3f} [{max(-hi, 0.0):.3f}, {-lo:.3f}]" if mse else pct(m, lo, hi)
 
     def minus(a, b):  # AutoMeta minus another, paired over the unseen episodes
         m, lo, hi = paired_ci(per[a], per[b])
