@@ -297,6 +297,24 @@ def _score_batch(meta, X, y, episodes):
     return scores
 
 
+def task_list_episodes(tasks, splitter):
+    """``splitter``'s episodes of a task list, each in its own task's rows.
+
+    The tasks are drawn from as the groups of one stacked dataset; each episode
+    comes back re-indexed into its task, so a task is adapted to (and scored)
+    at its own width. Returns ``[(X_t, y_t, episodes of t)]`` for the tasks that
+    have episodes, in task order.
+    """
+    offsets = np.cumsum([0] + [len(t[1]) for t in tasks])
+    y_all = np.concatenate([column_or_1d(t[1]) for t in tasks])
+    task_of = np.repeat(np.arange(len(tasks)), np.diff(offsets))
+    per_task = [[] for _ in tasks]
+    for s, q in splitter.split(np.empty((len(y_all), 0)), y_all, task_of):
+        t = task_of[s[0]]
+        per_task[t].append((s - offsets[t], q - offsets[t]))
+    return [(Xt, yt, eps) for (Xt, yt), eps in zip(tasks, per_task) if eps]
+
+
 def episode_scores(meta, X, y=None, groups=None, episodes=None, probe=None):
     """Accuracy or R^2 of each episode, as ``adapt(...).score(...)`` gives it.
 
@@ -321,17 +339,10 @@ def episode_scores(meta, X, y=None, groups=None, episodes=None, probe=None):
             raise ValueError("score(tasks) takes no y: each task carries its own targets.")
         if not X:
             raise ValueError("score got an empty task list.")
-        offsets = np.cumsum([0] + [len(t[1]) for t in X])
         y_all = np.concatenate([column_or_1d(t[1]) for t in X])
-        task_of = np.repeat(np.arange(len(X)), np.diff(offsets))
-        per_task = [[] for _ in X]
-        for s, q in scoring_splitter(meta, y_all).split(np.empty((len(y_all), 0)), y_all,
-                                                        task_of):
-            t = task_of[s[0]]
-            per_task[t].append((s - offsets[t], q - offsets[t]))
         return np.concatenate([
             episode_scores(meta, Xt, yt, episodes=eps, probe=clone(probe))
-            for (Xt, yt), eps in zip(X, per_task) if eps
+            for Xt, yt, eps in task_list_episodes(X, scoring_splitter(meta, y_all))
         ])
     if y is None:
         raise ValueError(f"{type(meta).__name__}.score needs (X, y) or a list of tasks.")

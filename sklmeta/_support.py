@@ -15,11 +15,11 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_X_y
 
-from ._adaptation import scoring_splitter
+from ._adaptation import scoring_splitter, task_list_episodes
 from ._doc_link import DocLinkMixin
 from ._episodes import fit_pools, is_task_list, label_repr
 from ._preprocessing import numeric_target
-from .tasks import TaskSplitter, stack_tasks
+from .tasks import TaskSplitter
 
 __all__ = ["AdaptOnFit", "SupportLearner"]
 
@@ -180,21 +180,29 @@ class SupportLearner(DocLinkMixin, BaseEstimator):
             The mean score over the episodes.
         """
         check_is_fitted(self, "n_features_in_")
-        X, y, groups = self._score_data(X, y, groups)
-        scores = [self.adapt(X[s], y[s]).score(X[q], y[q])
-                  for s, q in scoring_splitter(self, y).split(X, y, groups)]
-        return float(np.mean(scores))
+        return self._mean_score(X, y, groups, scoring=None)
 
-    def _score_data(self, X, y, groups):
-        """``score``'s data as ``(X, y, groups)`` arrays: a task list is stacked."""
+    def _mean_score(self, X, y, groups, scoring):
+        """``score``: ``scoring``'s mean over the episodes of ``(X, y)`` or of a task list.
+
+        A task list's episodes are drawn across its tasks as groups, each adapted
+        to and scored at its own task's width (:func:`task_list_episodes`).
+        """
+        from .model_selection import metric_on_episodes
+
         if is_task_list(X, y):
             if y is not None:
                 raise ValueError("score(tasks) takes no y: each task carries its own targets.")
-            X, y, groups = stack_tasks(X)
-        if y is None:
+            tasks = [self._check_support(*task) for task in X]
+            y_all = np.concatenate([t[1] for t in tasks])
+            blocks = task_list_episodes(tasks, scoring_splitter(self, y_all))
+        elif y is None:
             raise ValueError(f"{type(self).__name__}.score needs (X, y) or a list of tasks.")
-        X, y = self._check_support(X, y)
-        return X, y, groups
+        else:
+            X, y = self._check_support(X, y)
+            blocks = [(X, y, scoring_splitter(self, y).split(X, y, groups))]
+        return float(np.mean([score for Xb, yb, episodes in blocks
+                              for score in metric_on_episodes(self, scoring, Xb, yb, episodes)]))
 
     def __sklmeta_adapter__(self):
         """An unfitted estimator whose ``fit(X, y)`` is ``self.adapt(X, y)``.

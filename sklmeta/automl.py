@@ -23,10 +23,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import _get_feature_names, check_is_fitted
 
+from ._adaptation import task_list_episodes
 from ._candidates import default_candidates, final_step, fit_candidate, named_candidates
 from ._episodes import TaskPool, hold_out, label_repr
 from ._support import SupportLearner
-from .tasks import TaskSplitter, stack_tasks
+from .tasks import TaskSplitter
 
 __all__ = ["AutoMetaClassifier", "AutoMetaRegressor", "default_candidates"]
 # to_payload and from_payload serve sklmeta.persistence
@@ -46,25 +47,11 @@ def _fit_args(pools, unit):
     return (pool.X, pool.y), {}
 
 
-def _by_task(pools, X, y, groups, episodes):
-    """Episodes of a stacked dataset as ``[(X_t, y_t, episodes of t)]``, at each task's width.
-
-    ``X`` is ``pools`` stacked and zero-padded to the widest; each episode (drawn
-    from one group, a task) is re-indexed into its own task's unpadded rows.
-    """
-    starts = np.searchsorted(groups, np.arange(len(pools)))
-    blocks = {}
-    for s, q in episodes:
-        t = groups[s[0]]
-        blocks.setdefault(t, []).append((s - starts[t], q - starts[t]))
-    return [(pools[t].X, pools[t].y, local) for t, local in blocks.items()]
-
-
 def _evaluate(name, estimator, fit_args, fit_kwargs, blocks, scoring, deadline):
     """Meta-train one candidate and score it on the episodes; a dict of the results.
 
-    ``blocks`` is ``[(X, y, episodes)]``: one dataset and its episodes, or one per
-    held-out task where the tasks differ in width.
+    ``blocks`` is ``[(X, y, episodes)]``: one dataset and its episodes, or each
+    held-out task and its own (:func:`sklmeta._adaptation.task_list_episodes`).
     """
     from .model_selection import compare
 
@@ -316,22 +303,16 @@ class _AutoMetaBase(SupportLearner):
         if split["unit"] == "rows":
             unit = None  # one pool each side
         fit_args, fit_kwargs = _fit_args(train, unit)
-        if unit == "tasks":  # (zero-padded to the widest to draw the episodes)
-            width = fitted["n_features_in_"]
-            X_v, y_v, g_v = stack_tasks([(np.pad(p.X, ((0, 0), (0, width - p.X.shape[1]))),
-                                          p.y) for p in valid])
-        else:
-            (X_v, y_v), g = _fit_args(valid, unit)
-            g_v = g.get("groups")
         episode_splitter = clone(splitter).set_params(n_tasks=self.n_episodes,
                                                       random_state=int(episode_seed))
         if n_way is not None and splitter.n_way is None:
             episode_splitter.set_params(n_way=min(n_way, min(len(np.unique(p.y))
                                                              for p in valid)))
-        episodes = list(episode_splitter.split(X_v, y_v, g_v))
-        # scored at each task's own width, where the widths differ
-        blocks = (_by_task(valid, X_v, y_v, g_v, episodes) if "task_widths_" in fitted
-                  else [(X_v, y_v, episodes)])
+        if unit == "tasks":  # each episode scored in its own task, at the task's width
+            blocks = task_list_episodes([(p.X, p.y) for p in valid], episode_splitter)
+        else:
+            (X_v, y_v), g = _fit_args(valid, unit)
+            blocks = [(X_v, y_v, list(episode_splitter.split(X_v, y_v, g.get("groups"))))]
         deadline = None if self.time_budget is None else started + self.time_budget
         results, every = [], candidates
         if "task_widths_" in fitted:  # learners of one width cannot take these tasks
@@ -422,11 +403,8 @@ class _AutoMetaBase(SupportLearner):
         float
             The mean score over the episodes.
         """
-        from .model_selection import episode_scorer
-
         check_is_fitted(self, "best_estimator_")
-        X, y, groups = self._score_data(X, y, groups)
-        return episode_scorer(self.scoring)(self, X, y, groups=groups)
+        return self._mean_score(X, y, groups, self.scoring)
 
     def __sklmeta_adapter__(self):
         """The chosen learner's adapter (see :func:`sklmeta.model_selection.adapter`).

@@ -230,6 +230,22 @@ def _check_known_labels(adapted, y):
 
 
 # ------------------------------------------------------------------ the scorer
+def metric_on_episodes(estimator, scoring, X, y, episodes):
+    """``scoring`` of ``estimator`` adapted to each episode's support set, on its query set.
+
+    ``scoring`` is a scikit-learn scorer name or callable, or None (the adapted
+    estimator's ``score``). Returns a list, an entry per episode.
+    """
+    scores = []
+    for s, q in episodes:
+        adapted = adapt(estimator, _safe_indexing(X, s), _safe_indexing(y, s))
+        X_q, y_q = _safe_indexing(X, q), _safe_indexing(y, q)
+        if is_classifier(adapted):
+            _check_known_labels(adapted, y_q)
+        scores.append(check_scoring(adapted, scoring)(adapted, X_q, y_q))
+    return scores
+
+
 class _EpisodeScorer:
     """A scorer ``(estimator, X, y, groups=None)``; see :func:`episode_scorer`."""
 
@@ -262,14 +278,8 @@ class _EpisodeScorer:
                 "episode_scorer needs (X, y): the episodes are drawn from them. For a "
                 "list of task datasets use X, y, groups = sklmeta.stack_tasks(tasks)."
             )
-        scores = []
-        for s, q in _score_episodes(_final_step(estimator), X, y, groups):
-            adapted = adapt(estimator, _safe_indexing(X, s), _safe_indexing(y, s))
-            X_q, y_q = _safe_indexing(X, q), _safe_indexing(y, q)
-            if is_classifier(adapted):
-                _check_known_labels(adapted, y_q)
-            scores.append(check_scoring(adapted, self.scoring)(adapted, X_q, y_q))
-        return float(np.mean(scores))
+        episodes = _score_episodes(_final_step(estimator), X, y, groups)
+        return float(np.mean(metric_on_episodes(estimator, self.scoring, X, y, episodes)))
 
     # metadata routing: groups are requested for score, as the meta-estimators'
     # own score requests them

@@ -473,6 +473,12 @@ def test_task_datasets_of_different_widths_are_chosen_among_and_adapted_to():
     assert auto.adapt(X[:6], y[:6]).predict(X[6:]).shape == (34,)
     with pytest.raises(ValueError, match="at most 8 features"):
         auto.adapt(np.zeros((6, 9)), y[:6])
+    # score on a task list of different widths: each episode at its own task's width
+    unseen = _tasks_of_widths([4, 7], seed=2)
+    assert 0 <= auto.score(unseen) <= 1
+    _WidthRecorder.widths = []
+    PerSupport(_WidthRecorder(), task_splitter=splitter).fit(tasks).score(unseen)
+    assert set(_WidthRecorder.widths) == {4, 7} and len(_WidthRecorder.widths) == 10
 
 
 
