@@ -137,3 +137,13 @@ def test_inductor_compiles_to_the_eager_weights(sine_tasks):
     compiled = small(MAMLRegressor, max_epochs=1, compile=True).fit(sine_tasks)  # inductor
     assert compiled.compile_seconds_ > 0
     assert_same_weights(compiled.module_, eager.module_)
+
+
+@pytest.mark.slow
+def test_the_compile_benchmark_runs(tmp_path):
+    from test_benchmarks import SCRIPT, run_script
+
+    proc = run_script(SCRIPT.parent / "compile_speed.py", "--backend", "aot_eager", "--epochs",
+                      "2", "--steps", "1", cwd=tmp_path)
+    row = [line for line in proc.stdout.splitlines() if line.startswith("| 1 |")]
+    assert len(row) == 1 and row[0].count("|") == 8, proc.stdout
