@@ -124,21 +124,22 @@ class CompiledMetaLoss:
     def _first_call(self, batch):
         """Compile forward and backward on ``batch``, timed, without side effects."""
         buffers = {k: b.detach().clone() for k, b in self.module.named_buffers()}
-        rng = torch.random.get_rng_state()
+        gpus = sorted({p.device.index or 0 for p in self.module.parameters()
+                       if p.device.type == "cuda"})
+        times = []
         try:
-            times = []
-            for _ in range(2):
-                start = time.perf_counter()
-                (objective, _, _), params = self._call(batch)
-                wrt = [p for p in params.values() if p.requires_grad]
-                torch.autograd.grad(objective, wrt, allow_unused=True)
-                times.append(time.perf_counter() - start)
+            with torch.random.fork_rng(devices=gpus):  # dropout's draws are put back
+                for _ in range(2):
+                    start = time.perf_counter()
+                    (objective, _, _), params = self._call(batch)
+                    wrt = [p for p in params.values() if p.requires_grad]
+                    torch.autograd.grad(objective, wrt, allow_unused=True)
+                    times.append(time.perf_counter() - start)
         finally:
-            torch.random.set_rng_state(rng)
-            with torch.no_grad():
+            with torch.no_grad():  # and so are running statistics (BatchNorm)
                 for k, b in self.module.named_buffers():
                     b.copy_(buffers[k])
-        return times[0] - times[1]
+        return max(times[0] - times[1], 0.0)
 
     def __call__(self, xs, ys, xq, yq):
         """``(objective, reported loss, outputs)`` of one meta-batch."""
