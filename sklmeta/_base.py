@@ -57,6 +57,10 @@ SAVED_ATTRIBUTES = ("n_way_", "n_features_in_", "feature_names_in_", "standardiz
                     "label_classes_", "early_stopping_",
                     "validation_split_", "best_epoch_", "initial_valid_score_")
 
+# skorch's prefixed parameters a meta-estimator takes as keywords, as skorch's
+# NeuralNet does (its ``prefixes_``): the outer optimizer's and torch.compile's.
+SKORCH_PREFIXES = ("optimizer__", "compile__")
+
 # Episodes each meta-validation scores under the meta-step budget (max_epochs=None):
 # a fixed set, drawn once from the held-out tasks or classes.
 VALIDATION_EPISODES = 256
@@ -159,6 +163,7 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
         "device": [str, torch.device],
         "accelerator": [HasMethods(["backward", "prepare"]), None],
         "random_state": ["random_state"],
+        "compile": ["boolean"],
     }
 
     # Metadata routing: fit and score use groups (each group a task).
@@ -194,7 +199,52 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
                 "samples (k_shot, n_query) without n_way."
             )
         self.__sklmeta_algorithm__()  # checks the algorithm's own parameters
+        if "lr" in self._skorch_params("optimizer"):
+            raise ValueError(
+                f"optimizer__lr={self.optimizer__lr!r}: the outer optimizer's learning rate "
+                "is meta_lr; set meta_lr instead."
+            )
         return splitter
+
+    # ------------------------------------------------- skorch's prefixed params
+    def _set_skorch_params(self, kwargs):
+        """Store ``optimizer__*`` and ``compile__*`` keywords verbatim, as skorch does.
+
+        Any other keyword is a TypeError naming it, as Python's own for an
+        unknown keyword argument.
+        """
+        unknown = sorted(k for k in kwargs if not k.startswith(SKORCH_PREFIXES))
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__}.__init__() got unexpected keyword argument(s) "
+                f"{', '.join(map(repr, unknown))}; besides its named parameters it takes "
+                f"only skorch's prefixed ones ({', '.join(p + '<name>' for p in SKORCH_PREFIXES)})."
+            )
+        vars(self).update(kwargs)
+
+    def _skorch_params(self, prefix):
+        """``{name: value}`` of the stored ``<prefix>__<name>`` parameters."""
+        start = prefix + "__"
+        return {k[len(start):]: v for k, v in vars(self).items()
+                if k.startswith(start) and not k.endswith("_")}
+
+    def get_params(self, deep=True):
+        """Get parameters, skorch's prefixed ones (``optimizer__*``, ``compile__*``) included.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Also return the parameters of contained estimators (the splitter's).
+
+        Returns
+        -------
+        params : dict
+            Parameter names mapped to their values.
+        """
+        params = super().get_params(deep=deep)
+        params.update({k: v for k, v in vars(self).items()
+                       if k.startswith(SKORCH_PREFIXES) and not k.endswith("_")})
+        return params
 
     def set_params(self, **params):
         """Set parameters; ``task_splitter__*`` also works with the default splitter.
@@ -202,16 +252,20 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
         Parameters
         ----------
         **params : dict
-            Estimator parameters, and nested ``task_splitter__<name>`` ones.
+            Estimator parameters, nested ``task_splitter__<name>`` ones, and
+            skorch's prefixed ``optimizer__<name>`` and ``compile__<name>``.
 
         Returns
         -------
         self : object
             This estimator.
         """
+        prefixed = {k: params.pop(k) for k in list(params) if k.startswith(SKORCH_PREFIXES)}
         if self.task_splitter is None and any(k.startswith("task_splitter__") for k in params):
             self.task_splitter = TaskSplitter()
-        return super().set_params(**params)
+        super().set_params(**params)
+        vars(self).update(prefixed)
+        return self
 
     def _check_xy(self, X, y, where):
         """Validate one dataset of a fit (``where``: None for the fit's own data)."""
@@ -242,6 +296,8 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
             meta_batch_size=self.meta_batch_size, callbacks=self.callbacks,
             verbose=self.verbose, device=self.device, accelerator=self.accelerator,
             patience=self.n_iter_no_change, valid_ds=valid_ds,
+            optimizer_params=self._skorch_params("optimizer"),
+            compile_options=self._skorch_params("compile") if self.compile else None,
         )
 
     # --------------------------------------------------------------------- fit
@@ -367,6 +423,7 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
                       n_meta_steps_=int(sum(row.get("train_batch_count", 0)
                                             for row in net.history)),
                       inner_loop_=learner.inner_loop.name,
+                      compile_seconds_=net.compile_seconds(),
                       **algorithm.fitted_attributes(learner))
         for name, value in fitted.items():
             setattr(self, name, value)

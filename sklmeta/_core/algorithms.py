@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from . import FunctionalInnerLoop, select_inner_loop
-from .functional import SWAP_LOCK
+from .functional import swap_lock
 
 # Meta-SGD's learned step sizes stay within [0, RATE_BOUND * inner_lr].
 RATE_BOUND = 10.0
@@ -59,11 +59,11 @@ class Learner(torch.nn.Module):
         self.inner_loop = inner_loop if inner_loop is not None else FunctionalInnerLoop(net)
 
     def forward(self, x):
-        with SWAP_LOCK:  # no other thread's functional_call has swapped weights in
+        with swap_lock():  # no other thread's functional_call has swapped weights in
             return self.net(x)
 
     def params(self):
-        with SWAP_LOCK:
+        with swap_lock():
             return dict(self.net.named_parameters())
 
 

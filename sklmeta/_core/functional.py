@@ -18,6 +18,7 @@ single task or of a whole meta-batch, so the inner loss and the meta-loss are
 one definition.
 """
 
+import contextlib
 import threading
 
 import torch
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
 __all__ = ["SWAP_LOCK", "EpisodeLoss", "InnerLoop", "FunctionalInnerLoop", "inner_loop",
-           "step_size"]
+           "step_size", "swap_lock"]
 
 # functional_call swaps the given tensors into the module for the duration of the
 # call, so two threads using one module see each other's parameters (and can leave
@@ -33,6 +34,17 @@ __all__ = ["SWAP_LOCK", "EpisodeLoss", "InnerLoop", "FunctionalInnerLoop", "inne
 # meta-estimator's network), and every read or direct call of such a module
 # (:class:`sklmeta._core.algorithms.Learner`), runs under this lock.
 SWAP_LOCK = threading.RLock()
+_TRACING = contextlib.nullcontext()
+
+
+def swap_lock():
+    """:data:`SWAP_LOCK`, or nothing to hold while torch.compile traces.
+
+    torch.compile cannot enter a lock; :mod:`sklmeta._core.compiled` holds
+    :data:`SWAP_LOCK` around each compiled call instead (a compiled graph swaps
+    no weights into the module).
+    """
+    return _TRACING if torch.compiler.is_compiling() else SWAP_LOCK
 
 
 class EpisodeLoss(torch.nn.Module):
@@ -177,7 +189,7 @@ class FunctionalInnerLoop(InnerLoop):
         self.model = model
 
     def adapt(self, params, xs, ys, *, loss, lr, steps, first_order=False, adapted=None):
-        with SWAP_LOCK:
+        with swap_lock():
             return vmap(lambda x, y: inner_loop(
                 self.model, params, x, y, loss=loss, lr=lr, steps=steps,
                 first_order=first_order, adapted=adapted,
@@ -187,6 +199,6 @@ class FunctionalInnerLoop(InnerLoop):
         # a parameter with no task axis (not adapted, e.g. ANIL's body) is shared
         own = {k: v.dim() for k, v in self.model.named_parameters()}
         dims = {k: 0 if v.dim() > own.get(k, v.dim() - 1) else None for k, v in params.items()}
-        with SWAP_LOCK:
+        with swap_lock():
             return vmap(lambda p, xt: functional_call(self.model, p, (xt,)),
                         in_dims=(dims, 0), randomness="different")(params, x)

@@ -97,6 +97,22 @@ class ANILClassifier(GradientBased, MetaClassifierBase):
         accelerator places the parameters; ``device`` is then not used.
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights, the held-out split and the training episodes.
+    compile : bool, default=False
+        Meta-train through ``torch.compile`` (skorch's name for it): the meta-loss
+        of a meta-step, as a pure function of the meta-parameters and one
+        meta-batch, is compiled once per fit for the fit's fixed shapes, and
+        meta-validation, ``adapt`` and ``score`` stay eager. The time spent
+        compiling is ``compile_seconds_``. Where compiling fails (no C++
+        compiler, an operation torch.compile does not support) the fit warns
+        and runs eagerly. Options of ``torch.compile`` go in
+        ``compile__<name>``, e.g. ``compile__backend="aot_eager"``.
+    **kwargs : dict
+        Skorch's prefixed parameters, as skorch's ``NeuralNet`` takes them:
+        ``optimizer__<name>`` reach the outer optimizer (e.g.
+        ``optimizer__weight_decay=1e-4``; the optimizer is the algorithm's and
+        its learning rate is ``meta_lr``), ``compile__<name>`` reach
+        ``torch.compile``. ``get_params`` shows them, ``set_params`` and grid
+        searches set them; any other keyword is a TypeError.
 
     Attributes
     ----------
@@ -126,6 +142,10 @@ class ANILClassifier(GradientBased, MetaClassifierBase):
         Epoch whose weights were kept; 0 is the random start.
     initial_valid_score_ : float or None
         Meta-validation score of the random start.
+    compile_seconds_ : float or None
+        With ``compile=True``: wall-clock seconds the first compiled meta-step
+        took beyond the second (tracing and compiling its forward and backward
+        graphs); None when the fit did not compile.
 
     See Also
     --------
@@ -161,7 +181,8 @@ class ANILClassifier(GradientBased, MetaClassifierBase):
                  validation_interval=100, max_epochs=None, early_stopping="auto",
                  validation_fraction=0.2, n_iter_no_change=10, standardize="auto",
                  label_mode="auto", callbacks=None, verbose=0, device="cpu", accelerator=None,
-                 random_state=None):
+                 random_state=None,
+                 compile=False, **kwargs):
         self.task_splitter = task_splitter
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -185,6 +206,8 @@ class ANILClassifier(GradientBased, MetaClassifierBase):
         self.device = device
         self.accelerator = accelerator
         self.random_state = random_state
+        self.compile = compile
+        self._set_skorch_params(kwargs)
 
     def __sklmeta_algorithm__(self):
         return algorithms.anil(**self._inner_options(), first_order=self.first_order)
@@ -271,6 +294,22 @@ class ANILRegressor(GradientBased, MetaRegressorBase):
         accelerator places the parameters; ``device`` is then not used.
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights, the held-out split and the training episodes.
+    compile : bool, default=False
+        Meta-train through ``torch.compile`` (skorch's name for it): the meta-loss
+        of a meta-step, as a pure function of the meta-parameters and one
+        meta-batch, is compiled once per fit for the fit's fixed shapes, and
+        meta-validation, ``adapt`` and ``score`` stay eager. The time spent
+        compiling is ``compile_seconds_``. Where compiling fails (no C++
+        compiler, an operation torch.compile does not support) the fit warns
+        and runs eagerly. Options of ``torch.compile`` go in
+        ``compile__<name>``, e.g. ``compile__backend="aot_eager"``.
+    **kwargs : dict
+        Skorch's prefixed parameters, as skorch's ``NeuralNet`` takes them:
+        ``optimizer__<name>`` reach the outer optimizer (e.g.
+        ``optimizer__weight_decay=1e-4``; the optimizer is the algorithm's and
+        its learning rate is ``meta_lr``), ``compile__<name>`` reach
+        ``torch.compile``. ``get_params`` shows them, ``set_params`` and grid
+        searches set them; any other keyword is a TypeError.
 
     Attributes
     ----------
@@ -300,6 +339,10 @@ class ANILRegressor(GradientBased, MetaRegressorBase):
         Epoch whose weights were kept; 0 is the random start.
     initial_valid_score_ : float or None
         Meta-validation score of the random start.
+    compile_seconds_ : float or None
+        With ``compile=True``: wall-clock seconds the first compiled meta-step
+        took beyond the second (tracing and compiling its forward and backward
+        graphs); None when the fit did not compile.
 
     See Also
     --------
@@ -333,7 +376,8 @@ class ANILRegressor(GradientBased, MetaRegressorBase):
                  meta_lr=0.001, meta_batch_size=16, max_meta_steps=2000,
                  validation_interval=100, max_epochs=None, early_stopping="auto",
                  validation_fraction=0.2, n_iter_no_change=10, standardize="auto",
-                 callbacks=None, verbose=0, device="cpu", accelerator=None, random_state=None):
+                 callbacks=None, verbose=0, device="cpu", accelerator=None, random_state=None,
+                 compile=False, **kwargs):
         self.task_splitter = task_splitter
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -356,6 +400,8 @@ class ANILRegressor(GradientBased, MetaRegressorBase):
         self.device = device
         self.accelerator = accelerator
         self.random_state = random_state
+        self.compile = compile
+        self._set_skorch_params(kwargs)
 
     def __sklmeta_algorithm__(self):
         return algorithms.anil(**self._inner_options(), first_order=self.first_order)

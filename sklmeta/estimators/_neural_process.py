@@ -111,6 +111,22 @@ class NeuralProcessRegressor(_NeuralProcessMixin, MetaRegressorBase):
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights (the encoder and decoder are seeded from the
         embedding's), the held-out split and the training episodes.
+    compile : bool, default=False
+        Meta-train through ``torch.compile`` (skorch's name for it): the meta-loss
+        of a meta-step, as a pure function of the meta-parameters and one
+        meta-batch, is compiled once per fit for the fit's fixed shapes, and
+        meta-validation, ``adapt`` and ``score`` stay eager. The time spent
+        compiling is ``compile_seconds_``. Where compiling fails (no C++
+        compiler, an operation torch.compile does not support) the fit warns
+        and runs eagerly. Options of ``torch.compile`` go in
+        ``compile__<name>``, e.g. ``compile__backend="aot_eager"``.
+    **kwargs : dict
+        Skorch's prefixed parameters, as skorch's ``NeuralNet`` takes them:
+        ``optimizer__<name>`` reach the outer optimizer (e.g.
+        ``optimizer__weight_decay=1e-4``; the optimizer is the algorithm's and
+        its learning rate is ``meta_lr``), ``compile__<name>`` reach
+        ``torch.compile``. ``get_params`` shows them, ``set_params`` and grid
+        searches set them; any other keyword is a TypeError.
 
     Attributes
     ----------
@@ -141,6 +157,10 @@ class NeuralProcessRegressor(_NeuralProcessMixin, MetaRegressorBase):
         Meta-validation score of the random start.
     inner_loop_ : str
         ``"forward-pass"``: a neural process adapts with no inner loop.
+    compile_seconds_ : float or None
+        With ``compile=True``: wall-clock seconds the first compiled meta-step
+        took beyond the second (tracing and compiling its forward and backward
+        graphs); None when the fit did not compile.
 
     See Also
     --------
@@ -176,7 +196,8 @@ class NeuralProcessRegressor(_NeuralProcessMixin, MetaRegressorBase):
                  meta_batch_size=16, max_meta_steps=2000, validation_interval=100,
                  max_epochs=None, early_stopping="auto", validation_fraction=0.2,
                  n_iter_no_change=10, standardize="auto", callbacks=None, verbose=0,
-                 device="cpu", accelerator=None, random_state=None):
+                 device="cpu", accelerator=None, random_state=None,
+                 compile=False, **kwargs):
         self.task_splitter = task_splitter
         self.hidden_layer_sizes = hidden_layer_sizes
         self.embedding_dim = embedding_dim
@@ -197,6 +218,8 @@ class NeuralProcessRegressor(_NeuralProcessMixin, MetaRegressorBase):
         self.device = device
         self.accelerator = accelerator
         self.random_state = random_state
+        self.compile = compile
+        self._set_skorch_params(kwargs)
 
     def __sklmeta_algorithm__(self):
         return NeuralProcess(regression=True, aggregation=self.aggregation,
@@ -302,6 +325,22 @@ class NeuralProcessClassifier(_NeuralProcessMixin, MetaClassifierBase):
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights (the encoder and decoder are seeded from the
         embedding's), the held-out split and the training episodes.
+    compile : bool, default=False
+        Meta-train through ``torch.compile`` (skorch's name for it): the meta-loss
+        of a meta-step, as a pure function of the meta-parameters and one
+        meta-batch, is compiled once per fit for the fit's fixed shapes, and
+        meta-validation, ``adapt`` and ``score`` stay eager. The time spent
+        compiling is ``compile_seconds_``. Where compiling fails (no C++
+        compiler, an operation torch.compile does not support) the fit warns
+        and runs eagerly. Options of ``torch.compile`` go in
+        ``compile__<name>``, e.g. ``compile__backend="aot_eager"``.
+    **kwargs : dict
+        Skorch's prefixed parameters, as skorch's ``NeuralNet`` takes them:
+        ``optimizer__<name>`` reach the outer optimizer (e.g.
+        ``optimizer__weight_decay=1e-4``; the optimizer is the algorithm's and
+        its learning rate is ``meta_lr``), ``compile__<name>`` reach
+        ``torch.compile``. ``get_params`` shows them, ``set_params`` and grid
+        searches set them; any other keyword is a TypeError.
 
     Attributes
     ----------
@@ -331,6 +370,10 @@ class NeuralProcessClassifier(_NeuralProcessMixin, MetaClassifierBase):
         Meta-validation score of the random start.
     inner_loop_ : str
         ``"forward-pass"``: a neural process adapts with no inner loop.
+    compile_seconds_ : float or None
+        With ``compile=True``: wall-clock seconds the first compiled meta-step
+        took beyond the second (tracing and compiling its forward and backward
+        graphs); None when the fit did not compile.
 
     See Also
     --------
@@ -365,7 +408,8 @@ class NeuralProcessClassifier(_NeuralProcessMixin, MetaClassifierBase):
                  meta_batch_size=16, max_meta_steps=2000, validation_interval=100,
                  max_epochs=None, early_stopping="auto", validation_fraction=0.2,
                  n_iter_no_change=10, standardize="auto", label_mode="auto", callbacks=None,
-                 verbose=0, device="cpu", accelerator=None, random_state=None):
+                 verbose=0, device="cpu", accelerator=None, random_state=None,
+                 compile=False, **kwargs):
         self.task_splitter = task_splitter
         self.hidden_layer_sizes = hidden_layer_sizes
         self.embedding_dim = embedding_dim
@@ -387,6 +431,8 @@ class NeuralProcessClassifier(_NeuralProcessMixin, MetaClassifierBase):
         self.device = device
         self.accelerator = accelerator
         self.random_state = random_state
+        self.compile = compile
+        self._set_skorch_params(kwargs)
 
     def __sklmeta_algorithm__(self):
         return NeuralProcess(regression=False, aggregation=self.aggregation,

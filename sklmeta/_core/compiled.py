@@ -1,0 +1,164 @@
+"""The meta-step through ``torch.compile``: a pure function, compiled once per fit.
+
+What is compiled is the map from the meta-parameters and one meta-batch to the
+algorithm's meta-loss, ``(params, xs, ys, xq, yq) -> (objective, loss, outputs)``,
+through :func:`torch.func.functional_call`: the inner loop (the hand-batched MLP or
+torch.func's ``grad`` under ``vmap``) and the query loss, forward and backward.
+Not compiled: the skorch module itself, the optimizer step, meta-validation,
+``adapt`` and ``score``.
+
+Shapes are static (``dynamic=False``): a fit's meta-batches all have the same
+shape (``meta_batch_size`` tasks, ``k_shot`` and ``n_query`` rows per class or
+task, labels re-mapped to ``0..n_way-1``), so one graph serves them all. A
+meta-batch of any other shape (the last of an epoch when ``max_epochs`` is set
+and ``task_splitter.n_tasks`` is not a multiple of ``meta_batch_size``) runs
+eagerly, the same computation, rather than compiling a second graph.
+
+The first meta-step compiles: its meta-loss and the meta-gradient are computed
+once through the compiled function with ``torch.autograd.grad`` (the gradients
+are discarded; the random-number state and the module's buffers are put back),
+so the backward graph is compiled inside this module too and a compiler failure
+is caught here. ``seconds`` is that first call's wall time less a second
+identical one's: the time spent tracing and compiling. A failure (no C++
+compiler for inductor, an operation torch.compile does not support) warns,
+naming it, and the fit continues eagerly.
+
+The compiled function's code object is copied per instance: torch.compile
+caches graphs per code object, and a fresh one per fit keeps a process's fits
+(a grid search) from filling one cache up to torch's recompile limit.
+"""
+
+import time
+import types
+import warnings
+
+import torch
+from torch.func import functional_call
+
+from .functional import SWAP_LOCK
+
+__all__ = ["CompileWarning", "CompiledMetaLoss"]
+
+
+class CompileWarning(UserWarning):
+    """torch.compile failed on the meta-step; meta-training continues eagerly."""
+
+
+class _MetaLoss(torch.nn.Module):
+    """``algorithm.meta_loss`` of a learner, as a module for ``functional_call``."""
+
+    def __init__(self, algorithm, learner, loss):
+        super().__init__()
+        self.algorithm, self.learner, self.loss = algorithm, learner, loss
+
+    def forward(self, xs, ys, xq, yq):
+        return self.algorithm.meta_loss(self.learner, xs, ys, xq, yq, loss=self.loss)
+
+
+def _pure(module, params, xs, ys, xq, yq):
+    return functional_call(module, params, (xs, ys, xq, yq))
+
+
+def _fresh_copy(fn):
+    """``fn`` with a code object of its own (its own torch.compile cache)."""
+    return types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__,
+                              fn.__defaults__, fn.__closure__)
+
+
+def _first_line(e):
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
+
+
+def _why(e):
+    """The failure in one line: torch's wrapper (BackendCompilerFailed) and its cause."""
+    inner = getattr(e, "inner_exception", None) or e.__cause__
+    if inner is None or inner is e:
+        return _first_line(e)
+    return f"{type(e).__name__} from {_first_line(inner)}"
+
+
+class CompiledMetaLoss:
+    """``algorithm.meta_loss(learner, ..., loss=loss)`` compiled for one fit's shapes.
+
+    Parameters
+    ----------
+    algorithm : an algorithm of :mod:`sklmeta._core.algorithms`
+    learner : Learner
+        The module holding the meta-parameters.
+    loss : EpisodeLoss
+    options : dict, default=None
+        Keyword arguments of :func:`torch.compile` (``backend``, ``mode``, ...);
+        ``dynamic`` defaults to False.
+
+    Attributes
+    ----------
+    seconds : float or None
+        Time spent compiling (see the module's docstring); None before the first
+        call and after a failure.
+    failure : str or None
+        Why compiling failed, when it did.
+    shapes : tuple or None
+        The meta-batch shapes compiled for.
+    """
+
+    def __init__(self, algorithm, learner, loss, options=None):
+        self.algorithm, self.learner, self.loss = algorithm, learner, loss
+        self.options = {"dynamic": False, **(options or {})}
+        self.module = _MetaLoss(algorithm, learner, loss)
+        self.seconds, self.failure, self.shapes = None, None, None
+        self._compiled = None
+
+    def __getstate__(self):
+        # a compiled function does not pickle: keep the record; the net builds a new one
+        return {"seconds": self.seconds, "failure": self.failure, "options": self.options,
+                "learner": None, "shapes": None, "_compiled": None}
+
+    def eager(self, xs, ys, xq, yq):
+        return self.algorithm.meta_loss(self.learner, xs, ys, xq, yq, loss=self.loss)
+
+    def _call(self, batch):
+        params = dict(self.module.named_parameters())
+        with SWAP_LOCK:
+            return self._compiled(self.module, params, *batch), params
+
+    def _first_call(self, batch):
+        """Compile forward and backward on ``batch``, timed, without side effects."""
+        buffers = {k: b.detach().clone() for k, b in self.module.named_buffers()}
+        gpus = sorted({p.device.index or 0 for p in self.module.parameters()
+                       if p.device.type == "cuda"})
+        times = []
+        try:
+            with torch.random.fork_rng(devices=gpus):  # dropout's draws are put back
+                for _ in range(2):
+                    start = time.perf_counter()
+                    (objective, _, _), params = self._call(batch)
+                    wrt = [p for p in params.values() if p.requires_grad]
+                    torch.autograd.grad(objective, wrt, allow_unused=True)
+                    times.append(time.perf_counter() - start)
+        finally:
+            with torch.no_grad():  # and so are running statistics (BatchNorm)
+                for k, b in self.module.named_buffers():
+                    b.copy_(buffers[k])
+        return max(times[0] - times[1], 0.0)
+
+    def __call__(self, xs, ys, xq, yq):
+        """``(objective, reported loss, outputs)`` of one meta-batch."""
+        batch = (xs, ys, xq, yq)
+        shapes = tuple((t.shape, t.dtype, t.device) for t in batch)
+        if self.failure is not None or (self.shapes is not None and shapes != self.shapes):
+            return self.eager(*batch)
+        if self._compiled is None:
+            try:
+                self._compiled = torch.compile(_fresh_copy(_pure), **self.options)
+                self.seconds = self._first_call(batch)
+                self.shapes = shapes
+            except Exception as e:  # noqa: BLE001 - any compiler failure: run eagerly
+                self.failure = _why(e)
+                self._compiled, self.seconds = None, None
+                warnings.warn(
+                    f"compile=True: torch.compile could not compile the meta-step "
+                    f"({self.failure}); meta-training continues eagerly.",
+                    CompileWarning, stacklevel=2)
+                return self.eager(*batch)
+        (objective, loss, out), _ = self._call(batch)
+        return objective, loss, out

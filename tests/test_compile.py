@@ -1,0 +1,149 @@
+"""``compile=True``: the meta-step through torch.compile, pinned to the eager one.
+
+The fast tests compile with the ``aot_eager`` backend (dynamo's graph capture and
+AOTAutograd's forward and backward graphs, run by eager kernels): the same graph
+inductor would receive, without a C++ build. A slow test runs inductor itself.
+"""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from conftest import small
+from torch._dynamo.utils import counters
+
+from sklmeta import MAMLRegressor, MetaSGDClassifier, ReptileRegressor, TaskSplitter
+from sklmeta._core import EpisodeLoss, algorithms
+from sklmeta._core.compiled import CompiledMetaLoss, CompileWarning
+from sklmeta.datasets import make_sinusoid_tasks
+
+FAST = {"compile": True, "compile__backend": "aot_eager"}
+
+
+def assert_same_weights(a, b):
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def _batch(seed, tasks=6, k=5):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(tasks, 2 * k, 1, generator=g) * 10 - 5
+    y = torch.rand(tasks, 1, generator=g) * 5 * torch.sin(x[..., 0] - torch.rand(tasks, 1,
+                                                                             generator=g))
+    return x[:, :k], y[:, :k], x[:, k:], y[:, k:]
+
+
+@pytest.mark.parametrize("custom", [False, True], ids=["batched-mlp", "torch.func"])
+def test_the_compiled_meta_gradient_is_the_eager_one(custom):
+    # second-order MAML, two inner steps: the meta-loss and every meta-gradient
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(1, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    if custom:  # not a plain MLP: the generic torch.func inner loop (grad under vmap)
+        net = torch.nn.Sequential(*net, torch.nn.Identity())
+    algorithm = algorithms.maml(inner_lr=0.05, inner_steps=2, adapt_steps=2)
+    learner = algorithm.learner(net, 1)
+    assert learner.inner_loop.name == ("torch.func" if custom else "batched-mlp")
+    loss = EpisodeLoss("regression")
+    compiled = CompiledMetaLoss(algorithm, learner, loss, {"backend": "aot_eager"})
+    for seed in range(3):
+        batch = _batch(seed)
+        want, _, want_out = algorithm.meta_loss(learner, *batch, loss=loss)
+        want_grads = torch.autograd.grad(want, list(learner.parameters()))
+        got, got_loss, got_out = compiled(*batch)
+        got_grads = torch.autograd.grad(got, list(learner.parameters()))
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(got_loss, want, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(got_out, want_out, rtol=1e-5, atol=1e-6)
+        for g, w in zip(got_grads, want_grads):
+            torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+    assert compiled.failure is None and compiled.seconds > 0
+
+
+def test_a_compiled_fit_learns_the_eager_weights_without_recompiling():
+    # max_epochs=3 of 10 episodes in meta-batches of 4: 4, 4 and a ragged 2 per epoch
+    tasks = make_sinusoid_tasks(n_tasks=30, n_samples=20, random_state=0)
+    params = dict(task_splitter=TaskSplitter(k_shot=5, n_query=5, n_tasks=10, random_state=0),
+                  hidden_layer_sizes=(8,), inner_steps=2, max_epochs=3, meta_batch_size=4,
+                  random_state=0)
+    eager = MAMLRegressor(**params).fit(tasks)
+    counters.clear()
+    compiled = MAMLRegressor(**params, **FAST).fit(tasks)
+    assert counters["stats"]["unique_graphs"] == 1  # one graph for all nine meta-steps
+    assert not counters["recompiles"] and not counters["graph_break"]
+    assert compiled.n_meta_steps_ == eager.n_meta_steps_ == 9
+    assert_same_weights(compiled.module_, eager.module_)
+    assert compiled.compile_seconds_ > 0 and eager.compile_seconds_ is None
+    x, y = tasks[-1]
+    np.testing.assert_allclose(compiled.adapt(x[:5], y[:5]).predict(x[5:]),
+                               eager.adapt(x[:5], y[:5]).predict(x[5:]), rtol=1e-4, atol=1e-5)
+    # a fitted compiled estimator pickles (the compiled function is not kept) and refits
+    again = pickle.loads(pickle.dumps(compiled))
+    assert again.compile_seconds_ == compiled.compile_seconds_
+    assert_same_weights(again.fit(tasks).module_, eager.module_)
+
+
+@pytest.mark.parametrize("cls", [MetaSGDClassifier, ReptileRegressor], ids=lambda c: c.__name__)
+def test_other_algorithms_compile_to_the_eager_weights(cls, class_tasks, sine_tasks):
+    data = class_tasks if cls is MetaSGDClassifier else sine_tasks
+    eager = small(cls, max_epochs=1).fit(data)
+    compiled = small(cls, max_epochs=1, **FAST).fit(data)
+    assert compiled.compile_seconds_ > 0
+    assert_same_weights(compiled.module_, eager.module_)
+
+
+def test_a_compiler_that_fails_falls_back_to_eager_with_a_warning(sine_tasks, monkeypatch):
+    def broken_backend(gm, example_inputs):
+        raise RuntimeError("no C++ compiler here")
+
+    eager = small(MAMLRegressor, max_epochs=1).fit(sine_tasks)
+    meta = small(MAMLRegressor, max_epochs=1, compile=True, compile__backend=broken_backend)
+    with pytest.warns(CompileWarning, match="could not compile the meta-step.*no C.. compiler "
+                                            "here.*continues eagerly"):
+        meta.fit(sine_tasks)
+    assert meta.compile_seconds_ is None
+    assert_same_weights(meta.module_, eager.module_)
+
+    def no_compile(*args, **kwargs):
+        raise RuntimeError("torch.compile is not supported on this Python")
+
+    monkeypatch.setattr(torch, "compile", no_compile)
+    with pytest.warns(CompileWarning, match="not supported on this Python"):
+        meta = small(MAMLRegressor, max_epochs=1, compile=True).fit(sine_tasks)
+    assert_same_weights(meta.module_, eager.module_)
+
+
+def test_compile_false_compiles_nothing(sine_tasks, monkeypatch):
+    def no_compile(*args, **kwargs):
+        raise AssertionError("compiled")
+
+    monkeypatch.setattr(torch, "compile", no_compile)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileWarning)
+        meta = small(MAMLRegressor, max_epochs=1, compile__backend="aot_eager").fit(sine_tasks)
+    assert meta.compile_seconds_ is None
+
+
+def test_compile_is_validated_in_fit(sine_tasks):
+    meta = small(MAMLRegressor, compile="yes")
+    with pytest.raises(ValueError, match="'compile' parameter of MAMLRegressor must be"):
+        meta.fit(sine_tasks)
+
+
+@pytest.mark.slow
+def test_inductor_compiles_to_the_eager_weights(sine_tasks):
+    eager = small(MAMLRegressor, max_epochs=1).fit(sine_tasks)
+    compiled = small(MAMLRegressor, max_epochs=1, compile=True).fit(sine_tasks)  # inductor
+    assert compiled.compile_seconds_ > 0
+    assert_same_weights(compiled.module_, eager.module_)
+
+
+@pytest.mark.slow
+def test_the_compile_benchmark_runs(tmp_path):
+    from test_benchmarks import SCRIPT, run_script
+
+    proc = run_script(SCRIPT.parent / "compile_speed.py", "--backend", "aot_eager", "--epochs",
+                      "2", "--steps", "1", cwd=tmp_path)
+    row = [line for line in proc.stdout.splitlines() if line.startswith("| 1 |")]
+    assert len(row) == 1 and row[0].count("|") == 8, proc.stdout
