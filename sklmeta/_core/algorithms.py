@@ -194,7 +194,7 @@ class QueryLoss(QueryObjective):
         """Query outputs ``[T, Q, out]`` after adapting on each support set."""
         options = self.steps.options(learner, training)
         return learner.inner_loop.adapt_predict(
-            learner.params(), xs, ys, xq, loss=loss,
+            learner.params(), xs, ys, xq, loss=loss, training=training,
             first_order=self.steps.first_order and training, **options)
 
     def adapt(self, learner, xs, ys, *, loss):
@@ -266,9 +266,10 @@ class Reptile:
         params = learner.params()
         new = learner.inner_loop.adapt_many(
             {k: v.detach() for k, v in params.items()}, x, y, loss=loss,
-            lr=self.steps.inner_lr, steps=self.steps.inner_steps)
+            lr=self.steps.inner_lr, steps=self.steps.inner_steps, training=True)
         objective = sum(0.5 * (p - new[k].mean(0)).pow(2).sum() for k, p in params.items())
-        out = learner.inner_loop.predict_many(new, x)  # the adapted weights on their own rows
+        # the adapted weights on their own rows
+        out = learner.inner_loop.predict_many(new, x, training=True)
         return objective, loss(out, y), out
 
     def adapt(self, learner, xs, ys, *, loss):
