@@ -19,6 +19,7 @@ from sklmeta import (
     MAMLRegressor,
     MetaSGDClassifier,
     MetaSGDRegressor,
+    ProtoNetClassifier,
     ReptileClassifier,
     ReptileRegressor,
     load,
@@ -27,8 +28,9 @@ from sklmeta import (
 from sklmeta._core import EpisodeLoss, FunctionalInnerLoop, inner_loop, select_inner_loop
 from sklmeta._core.functional import SWAP_LOCK, support_statistics
 
-GRADIENT_BASED = [MAMLClassifier, MAMLRegressor, MetaSGDClassifier, MetaSGDRegressor,
-                  ANILClassifier, ANILRegressor, ReptileClassifier, ReptileRegressor]
+ALGORITHMS = [MAMLClassifier, MAMLRegressor, MetaSGDClassifier, MetaSGDRegressor,
+              ANILClassifier, ANILRegressor, ReptileClassifier, ReptileRegressor,
+              ProtoNetClassifier]
 
 
 def bn_dropout_net(n_in, n_out, seed=0, p=0.3):
@@ -45,17 +47,20 @@ def meta_for(cls, class_tasks, sine_tasks, **params):
     tasks = tasks_for(cls, class_tasks, sine_tasks)
     n_out = 2 if "Classifier" in cls.__name__ else 1
     params.setdefault("module", bn_dropout_net(tasks[0][0].shape[1], n_out))
-    return small(cls, inner_steps=2, **params), tasks
+    if cls is not ProtoNetClassifier:
+        params.setdefault("inner_steps", 2)
+    return small(cls, **params), tasks
 
 
 def buffers(module):
     return {k: v.clone() for k, v in module.named_buffers()}
 
 
-@pytest.mark.parametrize("cls", GRADIENT_BASED, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", ALGORITHMS, ids=lambda c: c.__name__)
 def test_batchnorm_and_dropout_fit_adapt_predict(cls, class_tasks, sine_tasks):
     # before: torch.func's "attempted to call in-place operation (aten::add_.Tensor)
-    # that would mutate a captured Tensor" (BatchNorm's num_batches_tracked) in fit
+    # that would mutate a captured Tensor" (BatchNorm's num_batches_tracked) in fit;
+    # ProtoNet ran, but normalised by the whole meta-batch and updated the buffers
     meta, tasks = meta_for(cls, class_tasks, sine_tasks)
     module = meta.module
     meta.fit(tasks)
@@ -72,10 +77,15 @@ def test_batchnorm_and_dropout_fit_adapt_predict(cls, class_tasks, sine_tasks):
     fitted, given = buffers(meta.module_), buffers(module)
     assert fitted.keys() == given.keys() and fitted
     assert all(torch.equal(fitted[k], given[k]) for k in given)
+    # statistics of the support set, frozen for prediction
+    prefix = "0." if cls is ProtoNetClassifier else ""
+    assert adapted.params_[f"{prefix}1.running_mean"].shape == (8,)
 
 
-def test_a_prediction_does_not_depend_on_the_rows_predicted_with_it(class_tasks):
-    meta = small(MAMLClassifier, module=bn_dropout_net(10, 2), inner_steps=1).fit(class_tasks)
+@pytest.mark.parametrize("cls", [MAMLClassifier, ProtoNetClassifier],
+                         ids=lambda c: c.__name__)
+def test_a_prediction_does_not_depend_on_the_rows_predicted_with_it(cls, class_tasks):
+    meta = small(cls, module=bn_dropout_net(10, 2)).fit(class_tasks)
     X, y = class_tasks[1]
     clf = meta.adapt(X[:10], y[:10])
     together = clf.predict_proba(X[10:])
@@ -250,3 +260,24 @@ def test_dropout_alone_is_off_at_predict_whatever_mode_fit_left_it_in(class_task
     again = fits[0].adapt(X[:10], y[:10])
     np.testing.assert_array_equal(again.predict_proba(X[10:]), clf.predict_proba(X[10:]))
     assert fits[0].score(class_tasks[:2]) == fits[0].score(class_tasks[:2])
+
+
+@pytest.mark.parametrize("cls", [MAMLClassifier, ANILClassifier, ProtoNetClassifier],
+                         ids=lambda c: c.__name__)
+def test_meta_validation_predicts_as_adapt_does(cls, class_tasks):
+    """Outside meta-training the query pass normalises by the frozen support
+    statistics, so early stopping watches what adapt and score deliver."""
+    meta = small(cls, module=bn_dropout_net(10, 2)).fit(class_tasks)
+    algorithm, learner = meta.__sklmeta_algorithm__(), meta.net_.module_
+    torch.manual_seed(3)
+    xs, xq = torch.randn(4, 6, 10), torch.randn(4, 5, 10)
+    ys = torch.tensor([0, 1] * 3).expand(4, -1)
+    loss = EpisodeLoss("classification", 2)
+    with torch.no_grad():
+        validated = algorithm.query_outputs(learner, xs, ys, xq, loss=loss, training=False)
+    _, loop = algorithm.predictor(learner)
+    predicted = loop.predict_many(algorithm.adapt(learner, xs, ys, loss=loss), xq)
+    torch.testing.assert_close(validated, predicted, rtol=1e-4, atol=1e-5)
+    # one query row at a time: the same outputs
+    single = loop.predict_many(algorithm.adapt(learner, xs, ys, loss=loss), xq[:, :1])
+    torch.testing.assert_close(single, predicted[:, :1], rtol=1e-4, atol=1e-5)

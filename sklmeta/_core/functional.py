@@ -313,6 +313,12 @@ class FunctionalInnerLoop(InnerLoop):
         with SWAP_LOCK:
             return vmap(one, randomness="different")(xs, ys)
 
+    def statistics(self, params, xs):
+        """Each task's :func:`support_statistics` of its rows ``xs [T, n, ...]``, stacked."""
+        with SWAP_LOCK:
+            return vmap(lambda x: support_statistics(self.model, params, x),
+                        randomness="different")(xs)
+
     def forward(self, params, x, training=False):
         # a parameter with no task axis (not adapted, e.g. ANIL's body) is shared;
         # frozen statistics always have one
