@@ -281,3 +281,21 @@ def test_meta_validation_predicts_as_adapt_does(cls, class_tasks):
     # one query row at a time: the same outputs
     single = loop.predict_many(algorithm.adapt(learner, xs, ys, loss=loss), xq[:, :1])
     torch.testing.assert_close(single, predicted[:, :1], rtol=1e-4, atol=1e-5)
+
+
+class _CountsCalls(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, x):
+        self.calls += 1
+        return x
+
+
+def test_a_module_that_updates_a_buffer_in_place_gets_a_named_error(class_tasks):
+    # before: torch.func's raw RuntimeError about a captured tensor
+    net = torch.nn.Sequential(torch.nn.Linear(10, 8), _CountsCalls(), torch.nn.ReLU(),
+                              torch.nn.Linear(8, 2))
+    with pytest.raises(TypeError, match=r"in place in its forward pass.*_CountsCalls"):
+        small(MAMLClassifier, module=net, inner_steps=1).fit(class_tasks)

@@ -122,6 +122,32 @@ def support_statistics(model, params, x):
 
 
 @contextlib.contextmanager
+def explain_buffer_updates(model):
+    """Turn torch.func's error at a module that updates a buffer in place into a named one.
+
+    BatchNorm is run so that it does not (:func:`inner_loop_mode`); any other
+    layer that writes to its buffers in its forward pass cannot be
+    differentiated per task by torch.func.
+    """
+    try:
+        yield
+    except RuntimeError as e:
+        message = str(e)
+        if "in-place" not in message and "inplace" not in message:
+            raise
+        owners = sorted({type(m).__name__ for m in model.modules()
+                         if not isinstance(m, _BatchNorm) and list(m.buffers(recurse=False))})
+        raise TypeError(
+            "The module updates a tensor in place in its forward pass, which the "
+            "torch.func inner loop cannot differentiate per task"
+            + (f" (modules with buffers: {', '.join(owners)})" if owners else "")
+            + ". BatchNorm layers are supported (they normalise each task by its own "
+            "rows); for other normalisation layers turn off track_running_stats, or "
+            f"rewrite the forward pass without in-place updates. torch said: {message}"
+        ) from e
+
+
+@contextlib.contextmanager
 def seeded_rng(seed, device="cpu"):
     """torch's random generator (CPU, and a CUDA device's) seeded by ``seed``, then restored.
 
@@ -310,7 +336,7 @@ class FunctionalInnerLoop(InnerLoop):
                 new.update(support_statistics(self.model, new, x))
             return new
 
-        with SWAP_LOCK:
+        with SWAP_LOCK, explain_buffer_updates(self.model):
             return vmap(one, randomness="different")(xs, ys)
 
     def statistics(self, params, xs):
@@ -325,6 +351,7 @@ class FunctionalInnerLoop(InnerLoop):
         own = {k: v.dim() for k, v in self.model.named_parameters()}
         dims = {k: 0 if v.dim() > own.get(k, v.dim() - 1) else None for k, v in params.items()}
         frozen = not training and frozen_statistics(params)
-        with SWAP_LOCK, inner_loop_mode(self.model, training, frozen=frozen):
+        with (SWAP_LOCK, explain_buffer_updates(self.model),
+              inner_loop_mode(self.model, training, frozen=frozen)):
             return vmap(lambda p, xt: functional_call(self.model, p, (xt,)),
                         in_dims=(dims, 0), randomness="different")(params, x)
