@@ -71,7 +71,8 @@ def inner_loop_mode(model, training, frozen=False):
     their running buffers neither read nor updated (``track_running_stats``
     off), or, with ``frozen``, by the running statistics passed in with the
     parameters (see :func:`support_statistics`). The modes are restored on exit.
-    Not thread-safe by itself: call it under :data:`SWAP_LOCK`.
+    Not thread-safe by itself: call it under :data:`SWAP_LOCK` (as everything
+    in this module that calls it does).
     """
     modules = list(model.modules())
     norms = [m for _, m in batch_norms(model)]
@@ -99,7 +100,7 @@ def support_statistics(model, params, x):
     over every axis but the channels'; the variance is the biased one, the one
     a training-mode BatchNorm divides by. A BatchNorm in eval mode with these as
     its running statistics gives the rows of ``x`` the very outputs the batch
-    mode gives them. Call it under :data:`SWAP_LOCK`.
+    mode gives them.
     """
     stats = {}
 
@@ -111,13 +112,14 @@ def support_statistics(model, params, x):
             stats[f"{name}.running_var"] = h.var(dims, correction=0)
         return hook
 
-    handles = [m.register_forward_pre_hook(record(name)) for name, m in batch_norms(model)]
-    try:
-        with inner_loop_mode(model, training=False):
-            functional_call(model, params, (x,))
-    finally:
-        for handle in handles:
-            handle.remove()
+    with SWAP_LOCK:
+        handles = [m.register_forward_pre_hook(record(name)) for name, m in batch_norms(model)]
+        try:
+            with inner_loop_mode(model, training=False):
+                functional_call(model, params, (x,))
+        finally:
+            for handle in handles:
+                handle.remove()
     return stats
 
 
@@ -249,7 +251,7 @@ def inner_loop(model, params, x, y, *, loss, lr, steps, first_order=False, adapt
         return loss(functional_call(model, {**fixed, **p}, (x,)), y)
 
     grad_fn = grad(support_loss)
-    with inner_loop_mode(model, training):
+    with SWAP_LOCK, inner_loop_mode(model, training):
         for step in range(steps):
             g = grad_fn(fast)
             if first_order:
