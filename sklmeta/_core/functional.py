@@ -135,7 +135,9 @@ def explain_buffer_updates(model):
         yield
     except RuntimeError as e:
         message = str(e)
-        if "in-place" not in message and "inplace" not in message:
+        # torch.func's words for an in-place write to a tensor captured from outside
+        # grad, or to an unbatched tensor under vmap
+        if "mutate a captured Tensor" not in message and "vmap: inplace" not in message:
             raise
         owners = sorted({type(m).__name__ for m in model.modules()
                          if not isinstance(m, _BatchNorm) and list(m.buffers(recurse=False))})
