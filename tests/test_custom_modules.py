@@ -299,3 +299,14 @@ def test_a_module_that_updates_a_buffer_in_place_gets_a_named_error(class_tasks)
                               torch.nn.Linear(8, 2))
     with pytest.raises(TypeError, match=r"in place in its forward pass.*_CountsCalls"):
         small(MAMLClassifier, module=net, inner_steps=1).fit(class_tasks)
+
+
+def test_batchnorm_on_one_support_row_gets_a_named_error(sine_tasks):
+    # before the fix meta-training crashed; then torch's bare "Expected more than 1
+    # value per channel when training"
+    meta = small(MAMLRegressor, module=bn_dropout_net(1, 1), inner_steps=1).fit(sine_tasks)
+    X, y = sine_tasks[0]
+    with pytest.raises(ValueError, match="BatchNorm.*needs at least 2 of them; got 1"):
+        meta.adapt(X[:1], y[:1])
+    # once adapted on two or more rows, one row predicts (frozen statistics)
+    assert meta.adapt(X[:2], y[:2]).predict(X[2:3]).shape == (1,)

@@ -329,8 +329,18 @@ class FunctionalInnerLoop(InnerLoop):
     def __init__(self, model):
         self.model = model
 
+    def _check_rows(self, x, what):
+        if x.shape[1] < 2 and batch_norms(self.model):
+            raise ValueError(
+                f"The module has BatchNorm, which normalises by the {what} rows' own "
+                f"statistics and needs at least 2 of them; got {x.shape[1]}. Give more "
+                "rows, or use a module without BatchNorm (LayerNorm normalises each row "
+                "by itself)."
+            )
+
     def adapt(self, params, xs, ys, *, loss, lr, steps, first_order=False, adapted=None,
               training=False):
+        self._check_rows(xs, "support set's")
         freeze = not training and bool(batch_norms(self.model))
 
         def one(x, y):
@@ -355,6 +365,8 @@ class FunctionalInnerLoop(InnerLoop):
         own = {k: v.dim() for k, v in self.model.named_parameters()}
         dims = {k: 0 if v.dim() > own.get(k, v.dim() - 1) else None for k, v in params.items()}
         frozen = not training and frozen_statistics(params)
+        if not frozen:
+            self._check_rows(x, "batch's")
         with (SWAP_LOCK, explain_buffer_updates(self.model),
               inner_loop_mode(self.model, training, frozen=frozen)):
             return vmap(lambda p, xt: functional_call(self.model, p, (xt,)),
