@@ -230,13 +230,17 @@ def test_dropout_changes_meta_training(class_tasks):
     assert not torch.allclose(a.module_[0].weight, b.module_[0].weight)
 
 
-def test_an_adapted_estimator_with_frozen_statistics_saves_and_loads(class_tasks, tmp_path):
+def test_a_batchnorm_estimator_and_its_adapted_one_save_and_load(class_tasks, tmp_path):
     meta = small(MAMLClassifier, module=bn_dropout_net(10, 2), inner_steps=1).fit(class_tasks)
     X, y = class_tasks[0]
     clf = meta.adapt(X[:10], y[:10])
     save(clf, tmp_path / "clf.skm")
     np.testing.assert_array_equal(load(tmp_path / "clf.skm", module=bn_dropout_net(10, 2))
                                   .predict_proba(X[10:]), clf.predict_proba(X[10:]))
+    save(meta, tmp_path / "meta.skm")
+    loaded = load(tmp_path / "meta.skm", module=bn_dropout_net(10, 2, seed=5))
+    np.testing.assert_array_equal(loaded.adapt(X[:10], y[:10]).predict_proba(X[10:]),
+                                  clf.predict_proba(X[10:]))
 
 
 def test_dropout_alone_is_off_at_predict_whatever_mode_fit_left_it_in(class_tasks):
