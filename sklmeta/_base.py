@@ -32,6 +32,7 @@ from skorch.history import History
 
 from ._adaptation import episode_scores
 from ._core import ACTIVATIONS, network
+from ._core.functional import seeded_rng
 from ._core.threads import compute_threads
 from ._doc_link import DocLinkMixin
 from ._episodes import fit_pools, fitted_episode_size, hold_out, label_repr, usable
@@ -399,7 +400,8 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
                       early_stopping_=valid_pools is not None)
         try:
             # Ctrl-C ends skorch's loop quietly, with the best weights so far restored.
-            with compute_threads():
+            # torch's generator (a custom module's dropout masks) is seeded too.
+            with compute_threads(), seeded_rng(train_seed, net.data_device):
                 net.fit(train_ds, None)
         except MetaTrainingDiverged:
             # the last finite weights stay usable; they are the latest, not the best

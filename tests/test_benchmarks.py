@@ -147,3 +147,12 @@ def test_automl_quick(tmp_path):
                     "AutoMeta minus the best single candidate in hindsight"]:
         assert heading in proc.stdout, heading
     assert "Total wall time" in proc.stdout
+
+
+@pytest.mark.slow
+def test_custom_modules_quick(tmp_path):
+    proc = run_script(SCRIPT.parent / "custom_modules.py", "--quick", cwd=tmp_path)
+    assert "## Normalisation and dropout in a custom module" in proc.stdout
+    for kind in ["| none |", "| BatchNorm1d |", "| LayerNorm |", "| BatchNorm1d + Dropout(0.2) |"]:
+        assert kind in proc.stdout, kind
+    assert "Total wall time" in proc.stdout

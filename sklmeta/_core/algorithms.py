@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from . import FunctionalInnerLoop, select_inner_loop
-from .functional import swap_lock
+from .functional import batch_norms, inner_loop_mode, swap_lock
 
 # Meta-SGD's learned step sizes stay within [0, RATE_BOUND * inner_lr].
 RATE_BOUND = 10.0
@@ -194,7 +194,7 @@ class QueryLoss(QueryObjective):
         """Query outputs ``[T, Q, out]`` after adapting on each support set."""
         options = self.steps.options(learner, training)
         return learner.inner_loop.adapt_predict(
-            learner.params(), xs, ys, xq, loss=loss,
+            learner.params(), xs, ys, xq, loss=loss, training=training,
             first_order=self.steps.first_order and training, **options)
 
     def adapt(self, learner, xs, ys, *, loss):
@@ -266,9 +266,10 @@ class Reptile:
         params = learner.params()
         new = learner.inner_loop.adapt_many(
             {k: v.detach() for k, v in params.items()}, x, y, loss=loss,
-            lr=self.steps.inner_lr, steps=self.steps.inner_steps)
+            lr=self.steps.inner_lr, steps=self.steps.inner_steps, training=True)
         objective = sum(0.5 * (p - new[k].mean(0)).pow(2).sum() for k, p in params.items())
-        out = learner.inner_loop.predict_many(new, x)  # the adapted weights on their own rows
+        # the adapted weights on their own rows
+        out = learner.inner_loop.predict_many(new, x, training=True)
         return objective, loss(out, y), out
 
     def adapt(self, learner, xs, ys, *, loss):
@@ -312,27 +313,48 @@ class ProtoNet(QueryObjective):
         return loss.n_classes if loss.n_classes is not None else int(ys.max()) + 1
 
     @staticmethod
-    def _embed(learner, x):
-        """Embeddings ``[T, n, E]`` of task-first inputs, through one forward pass."""
-        return learner(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+    def _embed(learner, x, training=False, statistics=None):
+        """Embeddings ``[T, n, E]`` of task-first inputs, in the inner loop's mode.
+
+        Without BatchNorm, through one forward pass over all tasks' rows. With
+        it, task by task (under ``vmap``): each task's rows normalised by their
+        own statistics, or by ``statistics`` (frozen from the support set).
+        """
+        net = learner.net
+        if not batch_norms(net):
+            with swap_lock(), inner_loop_mode(net, training):
+                return net(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+        return FunctionalInnerLoop(net).forward({**learner.params(), **(statistics or {})}, x,
+                                                training=training)
+
+    @staticmethod
+    def _statistics(learner, xs, training):
+        """The support sets' BatchNorm statistics ``{name: [T, C]}`` outside meta-training."""
+        if training or not batch_norms(learner.net):
+            return {}
+        return FunctionalInnerLoop(learner.net).statistics(learner.params(), xs)
 
     def query_outputs(self, learner, xs, ys, xq, *, loss, training):
-        weight, bias = self._head(self._embed(learner, xs), ys, self._n_way(loss, ys))
-        return torch.baddbmm(bias.unsqueeze(1), self._embed(learner, xq), weight.transpose(1, 2))
+        weight, bias = self._head(self._embed(learner, xs, training), ys, self._n_way(loss, ys))
+        query = self._embed(learner, xq, training, self._statistics(learner, xs, training))
+        return torch.baddbmm(bias.unsqueeze(1), query, weight.transpose(1, 2))
 
     def adapt(self, learner, xs, ys, *, loss):
         with torch.no_grad():
             weight, bias = self._head(self._embed(learner, xs), ys, self._n_way(loss, ys))
+            statistics = self._statistics(learner, xs, training=False)
         n = len(xs)
         params = {f"0.{k}": v.detach().expand(n, *v.shape)
                   for k, v in learner.params().items()}
+        params.update({f"0.{k}": v for k, v in statistics.items()})
         return _check_finite({**params, "1.weight": weight, "1.bias": bias}, "",
                              "Rescale the inputs (standardize='auto').")
 
     def predictor(self, learner):
         with torch.no_grad():
             device = next(learner.parameters()).device
-            width = learner(torch.zeros(1, learner.n_features, device=device)).shape[-1]
+            with swap_lock(), inner_loop_mode(learner.net, training=False):
+                width = learner.net(torch.zeros(2, learner.n_features, device=device)).shape[-1]
         # a placeholder head: the adapted parameters (one row per class) replace it
         module = torch.nn.Sequential(learner.net, torch.nn.Linear(width, 1))
         return module, FunctionalInnerLoop(module)

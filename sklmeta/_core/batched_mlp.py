@@ -153,7 +153,9 @@ class BatchedMLPInnerLoop(InnerLoop):
         self.layers = layers
         self.head_only = head_only
 
-    def adapt(self, params, xs, ys, *, loss, lr, steps, first_order=False, adapted=None):
+    def adapt(self, params, xs, ys, *, loss, lr, steps, first_order=False, adapted=None,
+              training=False):
+        # a plain MLP has no Dropout or BatchNorm: training changes nothing
         if not self.head_only:
             return _steps(self.layers, params, xs, ys, loss=loss, lr=lr, steps=steps,
                           first_order=first_order)
@@ -163,5 +165,5 @@ class BatchedMLPInnerLoop(InnerLoop):
                              loss=loss, lr=lr, steps=steps, first_order=first_order)
         return {**params, **head_params}
 
-    def forward(self, params, x):
+    def forward(self, params, x, training=False):
         return _forward(self.layers, params, x)

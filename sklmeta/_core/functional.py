@@ -16,6 +16,21 @@ The meta-loss is the loss of the query predictions after adaptation, and one
 meta-gradient. The loss (:class:`EpisodeLoss`) takes ``(output, target)`` of a
 single task or of a whole meta-batch, so the inner loss and the meta-loss are
 one definition.
+
+Modules whose forward depends on a mode (``BatchNorm``, ``Dropout``) run in a
+mode the inner loop sets, never in the one the module happens to be left in
+(:func:`inner_loop_mode`): ``training=True`` (meta-training) has dropout on, with
+independent masks per task (``vmap(randomness="different")``), and
+``training=False`` (meta-validation, ``adapt``, ``score``, ``predict``) has it
+off. BatchNorm always normalises an inner step by the statistics of the task's
+own support rows (transductive, as in MAML's reference code), and its running
+buffers are never read or written, so nothing leaks from one task to another.
+After adapting with ``training=False``, the support rows' statistics under the
+adapted parameters are frozen into the adapted parameters (as
+``"<layer>.running_mean"`` and ``"<layer>.running_var"``), and every forward pass
+with them normalises by those: a row's prediction does not depend on the rows
+predicted with it. In meta-training's query forward pass, BatchNorm uses the
+query rows' own statistics (the reference code's choice).
 """
 
 import contextlib
@@ -24,9 +39,11 @@ import threading
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
+from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ["SWAP_LOCK", "EpisodeLoss", "InnerLoop", "FunctionalInnerLoop", "inner_loop",
-           "step_size", "swap_lock"]
+__all__ = ["SWAP_LOCK", "EpisodeLoss", "InnerLoop", "FunctionalInnerLoop", "batch_norms",
+           "inner_loop", "inner_loop_mode", "seeded_rng", "step_size", "support_statistics",
+           "swap_lock"]
 
 # functional_call swaps the given tensors into the module for the duration of the
 # call, so two threads using one module see each other's parameters (and can leave
@@ -45,6 +62,125 @@ def swap_lock():
     no weights into the module).
     """
     return _TRACING if torch.compiler.is_compiling() else SWAP_LOCK
+
+
+def batch_norms(model):
+    """``[(name, module), ...]`` of the BatchNorm layers of ``model`` (1d, 2d, 3d)."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, _BatchNorm)]
+
+
+def frozen_statistics(params):
+    """Whether ``params`` carry BatchNorm statistics frozen at adaptation."""
+    return any(k.endswith(".running_mean") for k in params)
+
+
+@contextlib.contextmanager
+def inner_loop_mode(model, training, frozen=False):
+    """Run ``model`` in the inner loop's mode, whatever mode it was left in.
+
+    Every submodule gets ``training`` (Dropout on in meta-training, off
+    otherwise). BatchNorm layers normalise by the batch's own statistics, with
+    their running buffers neither read nor updated (``track_running_stats``
+    off), or, with ``frozen``, by the running statistics passed in with the
+    parameters (see :func:`support_statistics`). The modes are restored on exit.
+    Not thread-safe by itself: call it under :data:`SWAP_LOCK` (as everything
+    in this module that calls it does).
+    """
+    modules = list(model.modules())
+    norms = [m for _, m in batch_norms(model)]
+    saved = [m.training for m in modules]
+    tracked = [m.track_running_stats for m in norms]
+    try:
+        for m in modules:
+            m.training = training
+        for m in norms:
+            m.training = not frozen
+            m.track_running_stats = frozen
+        yield
+    finally:
+        for m, mode in zip(modules, saved):
+            m.training = mode
+        for m, track in zip(norms, tracked):
+            m.track_running_stats = track
+
+
+def support_statistics(model, params, x):
+    """The statistics each BatchNorm layer of ``model`` normalises ``x`` by.
+
+    ``{"<layer>.running_mean": mean, "<layer>.running_var": var}`` of every
+    BatchNorm layer's input under ``params`` (batch statistics, dropout off),
+    over every axis but the channels'; the variance is the biased one, the one
+    a training-mode BatchNorm divides by. A BatchNorm in eval mode with these as
+    its running statistics gives the rows of ``x`` the very outputs the batch
+    mode gives them.
+    """
+    stats = {}
+
+    def record(name):
+        def hook(module, args):
+            h = args[0]
+            dims = [0, *range(2, h.dim())]
+            stats[f"{name}.running_mean"] = h.mean(dims)
+            stats[f"{name}.running_var"] = h.var(dims, correction=0)
+        return hook
+
+    with swap_lock():
+        handles = [m.register_forward_pre_hook(record(name)) for name, m in batch_norms(model)]
+        try:
+            with inner_loop_mode(model, training=False):
+                functional_call(model, params, (x,))
+        finally:
+            for handle in handles:
+                handle.remove()
+    return stats
+
+
+@contextlib.contextmanager
+def explain_buffer_updates(model):
+    """Turn torch.func's error at a module that updates a buffer in place into a named one.
+
+    BatchNorm is run so that it does not (:func:`inner_loop_mode`); any other
+    layer that writes to its buffers in its forward pass cannot be
+    differentiated per task by torch.func.
+    """
+    try:
+        yield
+    except RuntimeError as e:
+        message = str(e)
+        # torch.func's words for an in-place write to a tensor captured from outside
+        # grad, or to an unbatched tensor under vmap
+        if "mutate a captured Tensor" not in message and "vmap: inplace" not in message:
+            raise
+        owners = sorted({type(m).__name__ for m in model.modules()
+                         if not isinstance(m, _BatchNorm) and list(m.buffers(recurse=False))})
+        raise TypeError(
+            "The module updates a tensor in place in its forward pass, which the "
+            "torch.func inner loop cannot differentiate per task"
+            + (f" (modules with buffers: {', '.join(owners)})" if owners else "")
+            + ". BatchNorm layers are supported (they normalise each task by its own "
+            "rows); for other normalisation layers turn off track_running_stats, or "
+            f"rewrite the forward pass without in-place updates. torch said: {message}"
+        ) from e
+
+
+@contextlib.contextmanager
+def seeded_rng(seed, device="cpu"):
+    """torch's random generator (CPU, and a CUDA device's) seeded by ``seed``, then restored.
+
+    Meta-training draws its dropout masks from it, so a fit with the same
+    ``random_state`` draws the same masks, and the caller's generator state is
+    left as it was.
+    """
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    cuda = device.type == "cuda"
+    index = (device.index if device.index is not None else torch.cuda.current_device()
+             ) if cuda else None
+    with torch.random.fork_rng(devices=[index] if cuda else []):
+        torch.random.default_generator.manual_seed(int(seed))
+        if cuda:
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(int(seed))
+        yield
 
 
 class EpisodeLoss(torch.nn.Module):
@@ -86,7 +222,8 @@ def step_size(lr, name, step):
     return lr[name] if isinstance(lr, dict) else lr
 
 
-def inner_loop(model, params, x, y, *, loss, lr, steps, first_order=False, adapted=None):
+def inner_loop(model, params, x, y, *, loss, lr, steps, first_order=False, adapted=None,
+               training=False):
     """Adapt ``params`` to one task with ``steps`` gradient steps on ``(x, y)``.
 
     Parameters
@@ -111,6 +248,9 @@ def inner_loop(model, params, x, y, *, loss, lr, steps, first_order=False, adapt
     adapted : collection of str, default=None
         Names of the parameters the inner loop updates (ANIL: the head); the
         others are used as they are. None adapts all of ``params``.
+    training : bool, default=False
+        Meta-training: Dropout on. Otherwise off. BatchNorm normalises by the
+        support rows' own statistics either way (see :func:`inner_loop_mode`).
 
     Returns
     -------
@@ -125,11 +265,12 @@ def inner_loop(model, params, x, y, *, loss, lr, steps, first_order=False, adapt
         return loss(functional_call(model, {**fixed, **p}, (x,)), y)
 
     grad_fn = grad(support_loss)
-    for step in range(steps):
-        g = grad_fn(fast)
-        if first_order:
-            g = {k: v.detach() for k, v in g.items()}
-        fast = {k: p - step_size(lr, k, step) * g[k] for k, p in fast.items()}
+    with swap_lock(), inner_loop_mode(model, training):
+        for step in range(steps):
+            g = grad_fn(fast)
+            if first_order:
+                g = {k: v.detach() for k, v in g.items()}
+            fast = {k: p - step_size(lr, k, step) * g[k] for k, p in fast.items()}
     return {**fixed, **fast}
 
 
@@ -138,7 +279,9 @@ class InnerLoop:
 
     Inputs are task-first, ``[task, shot, ...]``. Implementations differ in how
     they compute, never in what: both are pinned to a per-task autograd
-    reference in the tests.
+    reference in the tests. ``training`` says whether this is meta-training (the
+    network's Dropout on) or not (meta-validation, ``adapt``, ``score``,
+    ``predict``): see the module's docstring for BatchNorm and Dropout.
 
     Attributes
     ----------
@@ -148,34 +291,44 @@ class InnerLoop:
 
     name = None
 
-    def adapt(self, params, xs, ys, *, loss, lr, steps, first_order=False, adapted=None):
+    def adapt(self, params, xs, ys, *, loss, lr, steps, first_order=False, adapted=None,
+              training=False):
         """Per-task adapted parameters ``[T, ...]`` (those not adapted may stay shared)."""
         raise NotImplementedError
 
-    def forward(self, params, x):
+    def forward(self, params, x, training=False):
         """Outputs ``[T, n, out]`` under per-task (or shared) parameters."""
         raise NotImplementedError
 
-    def adapt_predict(self, params, xs, ys, xq, **inner):
+    def adapt_predict(self, params, xs, ys, xq, training=False, **inner):
         """Adapt on every task's support set, then predict its query set."""
-        return self.forward(self.adapt(params, xs, ys, **inner), xq)
+        return self.forward(self.adapt(params, xs, ys, training=training, **inner), xq,
+                            training=training)
 
     def adapt_many(self, params, xs, ys, **inner):
         """Adapted parameters of many tasks, each stacked on a leading task axis, no graph."""
         with torch.no_grad():
             new = self.adapt(params, xs, ys, **inner)
         n = len(xs)
-        return {k: v if v.dim() > params[k].dim() else v.expand(n, *v.shape)
+        # entries not among params (frozen BatchNorm statistics) are per task already
+        return {k: v if k not in params or v.dim() > params[k].dim() else v.expand(n, *v.shape)
                 for k, v in new.items()}
 
-    def predict_many(self, stacked_params, x):
+    def predict_many(self, stacked_params, x, training=False):
         """:meth:`forward` without a graph."""
         with torch.no_grad():
-            return self.forward(stacked_params, x)
+            return self.forward(stacked_params, x, training=training)
 
 
 class FunctionalInnerLoop(InnerLoop):
     """:func:`inner_loop` under ``vmap`` over the tasks: any module.
+
+    ``vmap`` draws random numbers independently for each task
+    (``randomness="different"``): each task of a meta-batch gets its own
+    dropout masks. Adapting outside meta-training (``training=False``) adds the
+    support rows' BatchNorm statistics to the adapted parameters, and
+    :meth:`forward` normalises by them when they are there and ``training`` is
+    False (see the module's docstring).
 
     Parameters
     ----------
@@ -188,17 +341,45 @@ class FunctionalInnerLoop(InnerLoop):
     def __init__(self, model):
         self.model = model
 
-    def adapt(self, params, xs, ys, *, loss, lr, steps, first_order=False, adapted=None):
-        with swap_lock():
-            return vmap(lambda x, y: inner_loop(
-                self.model, params, x, y, loss=loss, lr=lr, steps=steps,
-                first_order=first_order, adapted=adapted,
-            ), randomness="different")(xs, ys)
+    def _check_rows(self, x, what):
+        if x.shape[1] < 2 and batch_norms(self.model):
+            raise ValueError(
+                f"The module has BatchNorm, which normalises by the {what} rows' own "
+                f"statistics and needs at least 2 of them; got {x.shape[1]}. Give more "
+                "rows, or use a module without BatchNorm (LayerNorm normalises each row "
+                "by itself)."
+            )
 
-    def forward(self, params, x):
-        # a parameter with no task axis (not adapted, e.g. ANIL's body) is shared
+    def adapt(self, params, xs, ys, *, loss, lr, steps, first_order=False, adapted=None,
+              training=False):
+        self._check_rows(xs, "support set's")
+        freeze = not training and bool(batch_norms(self.model))
+
+        def one(x, y):
+            new = inner_loop(self.model, params, x, y, loss=loss, lr=lr, steps=steps,
+                             first_order=first_order, adapted=adapted, training=training)
+            if freeze:
+                new.update(support_statistics(self.model, new, x))
+            return new
+
+        with swap_lock(), explain_buffer_updates(self.model):
+            return vmap(one, randomness="different")(xs, ys)
+
+    def statistics(self, params, xs):
+        """Each task's :func:`support_statistics` of its rows ``xs [T, n, ...]``, stacked."""
+        with swap_lock():
+            return vmap(lambda x: support_statistics(self.model, params, x),
+                        randomness="different")(xs)
+
+    def forward(self, params, x, training=False):
+        # a parameter with no task axis (not adapted, e.g. ANIL's body) is shared;
+        # frozen statistics always have one
         own = {k: v.dim() for k, v in self.model.named_parameters()}
         dims = {k: 0 if v.dim() > own.get(k, v.dim() - 1) else None for k, v in params.items()}
-        with swap_lock():
+        frozen = not training and frozen_statistics(params)
+        if not frozen:
+            self._check_rows(x, "batch's")
+        with (swap_lock(), explain_buffer_updates(self.model),
+              inner_loop_mode(self.model, training, frozen=frozen)):
             return vmap(lambda p, xt: functional_call(self.model, p, (xt,)),
                         in_dims=(dims, 0), randomness="different")(params, x)

@@ -5,6 +5,8 @@ import math
 
 import torch
 
+from .functional import inner_loop_mode
+
 __all__ = ["ACTIVATIONS", "make_mlp", "network"]
 
 # The one table of activations: make_mlp builds them, the hand-batched inner loop
@@ -64,7 +66,8 @@ def network(module, n_features, n_outputs, hidden_layer_sizes, activation, seed,
         module = copy.deepcopy(module)
         if torch.device(device).type == "meta":
             module = module.to("meta")
-    with torch.no_grad():
+    # as the inner loop runs it: BatchNorm's running buffers untouched, Dropout off
+    with torch.no_grad(), inner_loop_mode(module, training=False):
         out = module(torch.zeros(2, n_features, device=device))
     expected = (2, n_outputs) if n_outputs is not None else (2, "any width")
     if out.dim() != 2 or out.shape[0] != 2 or (

@@ -28,7 +28,10 @@ class MAMLClassifier(GradientBased, MetaClassifierBase):
     module : torch.nn.Module, default=None
         A network to use instead of the MLP (deep-copied at fit). It maps
         ``[n, n_features]`` to ``[n, n_way]`` (classifiers), ``[n, 1]``
-        (regressors), or to an embedding of any width (ProtoNet).
+        (regressors), or to an embedding of any width (ProtoNet). BatchNorm
+        layers normalise by each task's own rows (their running buffers are
+        never used) and predict with the support set's statistics; Dropout is
+        on in meta-training only. See the user guide, "Your own network".
     inner_lr : float, default=0.4
         Step size of the inner loop (training and adaptation). Read when
         adapting, so it can be changed with ``set_params`` after meta-training.
@@ -240,7 +243,10 @@ class MAMLRegressor(GradientBased, MetaRegressorBase):
     module : torch.nn.Module, default=None
         A network to use instead of the MLP (deep-copied at fit). It maps
         ``[n, n_features]`` to ``[n, n_way]`` (classifiers), ``[n, 1]``
-        (regressors), or to an embedding of any width (ProtoNet).
+        (regressors), or to an embedding of any width (ProtoNet). BatchNorm
+        layers normalise by each task's own rows (their running buffers are
+        never used) and predict with the support set's statistics; Dropout is
+        on in meta-training only. See the user guide, "Your own network".
     inner_lr : float, default=0.1
         Step size of the inner loop (training and adaptation). Read when
         adapting, so it can be changed with ``set_params`` after meta-training.

@@ -38,7 +38,10 @@ class ProtoNetClassifier(MetaClassifierBase):
     module : torch.nn.Module, default=None
         A network to use instead of the MLP (deep-copied at fit). It maps
         ``[n, n_features]`` to ``[n, n_way]`` (classifiers), ``[n, 1]``
-        (regressors), or to an embedding of any width (ProtoNet).
+        (regressors), or to an embedding of any width (ProtoNet). BatchNorm
+        layers normalise by each task's own rows (their running buffers are
+        never used) and predict with the support set's statistics; Dropout is
+        on in meta-training only. See the user guide, "Your own network".
     meta_lr : float, default=0.001
         Learning rate of the outer loop: Adam's, or for Reptile the step size of
         its plain SGD outer loop.
