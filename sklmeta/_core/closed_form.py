@@ -39,6 +39,7 @@ __all__ = ["KERNELS", "ClosedFormLearner", "DeepKernelGP", "GaussianPredictor", 
 KERNELS = ("rbf", "matern52", "linear")
 JITTER = 1e-6  # added to the diagonal of K before its Cholesky factor (scikit-learn's alpha)
 NOISE_FLOOR = 1e-4  # the smallest GP noise variance (gpytorch's GaussianLikelihood's)
+HYPER_LR_SCALE = 10.0  # how much faster than the embedding DKT's kernel hyperparameters learn
 
 
 class ClosedFormLearner(Learner):
@@ -374,11 +375,18 @@ class DeepKernelGP:
     Meta-learned with the embedding: the kernel's length scale and output scale,
     the noise variance and a constant mean (the length scale, output scale and
     noise through softplus, the noise at least ``1e-4``; initially 0.69, 0.69,
-    0.69 and 0, gpytorch's defaults, which DKT uses). The meta-loss is the mean
-    over the tasks of a meta-batch of the negative log marginal likelihood of
-    the task's rows (support and query together), divided by their number (as
-    gpytorch's ``ExactMarginalLogLikelihood``). Validation and adaptation
-    condition on the support set only.
+    0.69 and 0, gpytorch's defaults, which DKT uses). These four scalars learn
+    :data:`HYPER_LR_SCALE` (10) times faster than the embedding: they are stored
+    divided by it (Adam's steps do not depend on the scale of a gradient, so
+    ``softplus(10 r)`` moves ten times as fast as ``softplus(r)``). At one
+    learning rate for all, Adam moves each raw value by about ``meta_lr`` a step:
+    2,000 steps at ``1e-3`` cannot take the noise variance from its start of 0.69
+    (in units of the standardised target) down to the few hundredths that the
+    tasks' residuals call for, which inflated the intervals and the smoothing.
+    The meta-loss is the mean over the tasks of a meta-batch of the negative log
+    marginal likelihood of the task's rows (support and query together),
+    divided by their number (as gpytorch's ``ExactMarginalLogLikelihood``).
+    Validation and adaptation condition on the support set only.
 
     Parameters
     ----------
@@ -400,10 +408,10 @@ class DeepKernelGP:
     @staticmethod
     def hyperparameters(learner):
         """The positive hyperparameters: ``{lengthscale, outputscale, noise, mean}``."""
-        h = learner.hyper
-        return {"lengthscale": F.softplus(h["raw_lengthscale"]),
-                "outputscale": F.softplus(h["raw_outputscale"]),
-                "noise": NOISE_FLOOR + F.softplus(h["raw_noise"]), "mean": h["mean"]}
+        h, c = learner.hyper, HYPER_LR_SCALE
+        return {"lengthscale": F.softplus(c * h["raw_lengthscale"]),
+                "outputscale": F.softplus(c * h["raw_outputscale"]),
+                "noise": NOISE_FLOOR + F.softplus(c * h["raw_noise"]), "mean": c * h["mean"]}
 
     def query_outputs(self, learner, xs, ys, xq, *, loss, training):
         zs, zq = learner.embed(xs), learner.embed(xq)
