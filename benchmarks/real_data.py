@@ -172,6 +172,19 @@ def episode_scores(estimator, X, y, episodes, scoring=None):
     return long["score"].to_numpy()
 
 
+def interval_coverage(estimator, X, y, episodes):
+    """Per episode, the share of query targets inside ``mean +/- 1.645 std``; None if no std."""
+    if not hasattr(estimator.steps[-1][1], "noise_") and not hasattr(
+            estimator.steps[-1][1], "ridge_lambda_") and not isinstance(
+            estimator.steps[-1][1], sklmeta.NeuralProcessRegressor):
+        return None
+    out = []
+    for s, q in episodes:
+        mean, std = sklmeta.adapt(estimator, X[s], y[s]).predict(X[q], return_std=True)
+        out.append(np.mean(np.abs(y[q] - mean) <= 1.6448536269514722 * std))
+    return np.asarray(out)
+
+
 def kept_epoch(estimator):
     """``best_epoch_ / epochs run`` of a fitted meta-estimator (or Pipeline ending in one)."""
     meta = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
@@ -392,7 +405,7 @@ def gapminder(b, seed, scaled_target=False, learners=None):
             "1-NN": KNeighborsRegressor(1), **grouped,
         }
 
-        columns, rows, seconds, kept = [], {}, {}, {}
+        columns, rows, seconds, kept, coverage = [], {}, {}, {}, {}
         for k in (5, 10):
             col = f"K={k}"
             columns.append(col)
@@ -412,6 +425,9 @@ def gapminder(b, seed, scaled_target=False, learners=None):
                 mse = -episode_scores(meta, year[te], y_meta[te], episodes,
                                       "neg_mean_squared_error")
                 rows.setdefault(name, {})[col] = mse * target_scale ** 2 / var
+                cover = interval_coverage(meta, year[te], y_meta[te], episodes)
+                if cover is not None:
+                    coverage.setdefault(name, {})[col] = cover
                 kept.setdefault(name, {})[col] = kept_epoch(meta)
                 seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
                 print(f"done: gapminder {target} K={k} {name}", file=sys.stderr, flush=True)
@@ -436,6 +452,10 @@ def gapminder(b, seed, scaled_target=False, learners=None):
             note += f" statsmodels: {warn}."
         print_table(f"gapminder, {label}: one country a task", note, columns, rows, seconds,
                     percent=False, kept=kept)
+        for name, per_column in coverage.items():
+            cells = ", ".join(f"{c} {fmt(per_column[c], percent=True)}" for c in columns)
+            print(f"- {name}: coverage of its 90% intervals (mean +/- 1.645 std) on the "
+                  f"query years: {cells}")
         for col in columns:
             scores = {name: rows[name][col] for name in rows}
             notes.append(paired_line(f"{label}, {col}", scores,
