@@ -76,9 +76,10 @@ def test_ridge_classifier_head_is_scaled_ridge_on_the_one_hot_labels():
     algorithm = cf.Ridge("classification")
     learner = algorithm.learner(net, 3)
     with torch.no_grad():
-        learner.hyper["log_lambda"].fill_(np.log(0.5))
-        learner.hyper["scale"].fill_(3.0)
-        learner.hyper["bias"].fill_(-0.25)
+        # stored divided by HYPER_LR_SCALE (they learn that much faster)
+        learner.hyper["log_lambda"].fill_(np.log(0.5) / cf.HYPER_LR_SCALE)
+        learner.hyper["scale"].fill_(3.0 / cf.HYPER_LR_SCALE)
+        learner.hyper["bias"].fill_(-0.25 / cf.HYPER_LR_SCALE)
     xs, xq = (torch.randn(1, n, 3, generator=torch.Generator().manual_seed(n)) for n in (9, 4))
     ys = torch.tensor([[0, 1, 2, 0, 1, 2, 0, 1, 2]])
     loss = EpisodeLoss("classification", 3)
@@ -299,6 +300,24 @@ def test_dkt_hyperparameters_learn_ten_times_faster_than_the_embedding():
     # softplus'(0) = 1/2: a step of 10 * 1e-3 in the raw value is 5e-3 in the noise
     assert abs(after["noise"].item() - before["noise"]) == pytest.approx(5e-3, rel=0.05)
     assert abs(after["mean"].item() - before["mean"]) == pytest.approx(1e-2, rel=0.05)
+
+
+def test_ridge_hyperparameters_learn_ten_times_faster_than_the_embedding():
+    net = make_mlp(3, (8,), 6, generator=torch.Generator().manual_seed(0))
+    algorithm = cf.Ridge("classification")
+    learner = algorithm.learner(net, 3)
+    xs, xq = (torch.randn(2, n, 3, generator=torch.Generator().manual_seed(n)) for n in (6, 4))
+    ys, yq = torch.tensor([[0, 1, 2, 0, 1, 2]] * 2), torch.tensor([[0, 1, 2, 0]] * 2)
+    optimizer = torch.optim.Adam(learner.parameters(), lr=1e-3)
+    out = algorithm.query_outputs(learner, xs, ys, xq, loss=EpisodeLoss("classification", 3),
+                                  training=True)
+    torch.nn.functional.cross_entropy(out.flatten(0, 1), yq.flatten()).backward()
+    optimizer.step()
+    # one Adam step of 1e-3 in the stored values: 1e-2 in log lambda, the scale and the bias
+    assert abs(np.log(algorithm.penalty(learner).item())) == pytest.approx(1e-2, rel=0.05)
+    fitted = algorithm.fitted_attributes(learner)
+    assert abs(fitted["logit_scale_"] - 1.0) == pytest.approx(1e-2, rel=0.05)
+    assert abs(fitted["logit_bias_"]) == pytest.approx(1e-2, rel=0.05)
 
 
 def _sinusoid_scores(meta, test, k):

@@ -271,7 +271,10 @@ class Ridge(QueryObjective):
     Meta-learned: the embedding, the penalty ``lambda = exp(log_lambda)``
     (initially 1) and, for classification, the output scale and bias that map
     the ridge outputs to logits (``logits = scale * Z_q W + bias``, initially 1
-    and 0, as MetaOptNet's R2-D2 head). The meta-loss is the query loss
+    and 0, as MetaOptNet's R2-D2 head). Like DKT's hyperparameters these
+    scalars learn :data:`HYPER_LR_SCALE` times faster than the embedding (stored
+    divided by it): at ``meta_lr`` per Adam step, 2,000 steps could move
+    ``log_lambda`` by at most 2. The meta-loss is the query loss
     (cross-entropy, or squared error), back-propagated through the solve.
 
     A regressor's predictive standard deviation reads ridge as Bayesian linear
@@ -298,12 +301,12 @@ class Ridge(QueryObjective):
     def learner(self, net, n_features):
         hyper = {"log_lambda": 0.0}
         if self.task == "classification":
-            hyper.update(scale=1.0, bias=0.0)
+            hyper.update(scale=1.0 / HYPER_LR_SCALE, bias=0.0)
         return ClosedFormLearner(net, n_features, hyper)
 
     @staticmethod
     def penalty(learner):
-        return learner.hyper["log_lambda"].exp()
+        return (HYPER_LR_SCALE * learner.hyper["log_lambda"]).exp()
 
     def _targets(self, ys, loss, dtype):
         if self.task == "classification":
@@ -316,7 +319,8 @@ class Ridge(QueryObjective):
         w = ridge_weights(zs, self._targets(ys, loss, zs.dtype), lam)
         out = zq @ w
         if self.task == "classification":
-            return learner.hyper["scale"] * out + learner.hyper["bias"]
+            return (HYPER_LR_SCALE * learner.hyper["scale"] * out
+                    + HYPER_LR_SCALE * learner.hyper["bias"])
         if training:
             return out
         mu, var = _predictive("linear", zq, **self._bayes(zs, ys, lam))
@@ -346,7 +350,8 @@ class Ridge(QueryObjective):
                 buffers = self._bayes(zs, ys.double(), lam)
                 return _check_finite({**learner.expanded_params(n, "net."), **buffers})
             w = ridge_weights(zs, self._targets(ys, loss, zs.dtype), lam)  # [T, E, C]
-            scale, bias = learner.hyper["scale"].double(), learner.hyper["bias"].double()
+            scale = HYPER_LR_SCALE * learner.hyper["scale"].double()
+            bias = HYPER_LR_SCALE * learner.hyper["bias"].double()
             # solved in float64, stored in the embedding's dtype (its outputs meet them)
             dtype = learner.hyper["scale"].dtype
             head = {"1.weight": (scale * w.transpose(1, 2)).to(dtype).contiguous(),
@@ -364,8 +369,8 @@ class Ridge(QueryObjective):
     def fitted_attributes(self, learner):
         values = {"ridge_lambda_": self.penalty(learner).detach().item()}
         if self.task == "classification":
-            values.update(logit_scale_=learner.hyper["scale"].detach().item(),
-                          logit_bias_=learner.hyper["bias"].detach().item())
+            values.update(logit_scale_=HYPER_LR_SCALE * learner.hyper["scale"].detach().item(),
+                          logit_bias_=HYPER_LR_SCALE * learner.hyper["bias"].detach().item())
         return values
 
 
