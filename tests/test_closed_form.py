@@ -76,9 +76,10 @@ def test_ridge_classifier_head_is_scaled_ridge_on_the_one_hot_labels():
     algorithm = cf.Ridge("classification")
     learner = algorithm.learner(net, 3)
     with torch.no_grad():
-        learner.hyper["log_lambda"].fill_(np.log(0.5))
-        learner.hyper["scale"].fill_(3.0)
-        learner.hyper["bias"].fill_(-0.25)
+        # stored divided by HYPER_LR_SCALE (they learn that much faster)
+        learner.hyper["log_lambda"].fill_(np.log(0.5) / cf.HYPER_LR_SCALE)
+        learner.hyper["scale"].fill_(3.0 / cf.HYPER_LR_SCALE)
+        learner.hyper["bias"].fill_(-0.25 / cf.HYPER_LR_SCALE)
     xs, xq = (torch.randn(1, n, 3, generator=torch.Generator().manual_seed(n)) for n in (9, 4))
     ys = torch.tensor([[0, 1, 2, 0, 1, 2, 0, 1, 2]])
     loss = EpisodeLoss("classification", 3)
@@ -283,18 +284,90 @@ def test_bad_kernel_is_a_clear_error(sine_tasks):
         DeepKernelGPRegressor(kernel="periodic").fit(sine_tasks)
 
 
+def test_dkt_hyperparameters_learn_ten_times_faster_than_the_embedding():
+    # Adam's first step moves every raw parameter by meta_lr: at one rate for all,
+    # 2,000 steps at 1e-3 could not take the noise variance far from its start of
+    # 0.69 (units of the standardised target). The hyperparameters move 10x faster.
+    net = make_mlp(1, (8,), 4, generator=torch.Generator().manual_seed(0))
+    algorithm = cf.DeepKernelGP("linear")
+    learner = algorithm.learner(net, 1)
+    xs, ys, xq, yq = (t.float() for t in _rng_tensors(5, (3, 5, 1), (3, 5), (3, 4, 1), (3, 4)))
+    before = {k: v.item() for k, v in algorithm.hyperparameters(learner).items()}
+    optimizer = torch.optim.Adam(learner.parameters(), lr=1e-3)
+    algorithm.meta_loss(learner, xs, ys, xq, yq, loss=EpisodeLoss("regression"))[0].backward()
+    optimizer.step()
+    after = algorithm.hyperparameters(learner)
+    # softplus'(0) = 1/2: a step of 10 * 1e-3 in the raw value is 5e-3 in the noise
+    assert abs(after["noise"].item() - before["noise"]) == pytest.approx(5e-3, rel=0.05)
+    assert abs(after["mean"].item() - before["mean"]) == pytest.approx(1e-2, rel=0.05)
+
+
+def test_ridge_hyperparameters_learn_ten_times_faster_than_the_embedding():
+    net = make_mlp(3, (8,), 6, generator=torch.Generator().manual_seed(0))
+    algorithm = cf.Ridge("classification")
+    learner = algorithm.learner(net, 3)
+    xs, xq = (torch.randn(2, n, 3, generator=torch.Generator().manual_seed(n)) for n in (6, 4))
+    ys, yq = torch.tensor([[0, 1, 2, 0, 1, 2]] * 2), torch.tensor([[0, 1, 2, 0]] * 2)
+    optimizer = torch.optim.Adam(learner.parameters(), lr=1e-3)
+    out = algorithm.query_outputs(learner, xs, ys, xq, loss=EpisodeLoss("classification", 3),
+                                  training=True)
+    torch.nn.functional.cross_entropy(out.flatten(0, 1), yq.flatten()).backward()
+    optimizer.step()
+    # one Adam step of 1e-3 in the stored values: 1e-2 in log lambda, the scale and the bias
+    assert abs(np.log(algorithm.penalty(learner).item())) == pytest.approx(1e-2, rel=0.05)
+    fitted = algorithm.fitted_attributes(learner)
+    assert abs(fitted["logit_scale_"] - 1.0) == pytest.approx(1e-2, rel=0.05)
+    assert abs(fitted["logit_bias_"]) == pytest.approx(1e-2, rel=0.05)
+
+
+def _sinusoid_scores(meta, test, k):
+    mse, inside = [], []
+    for X, y in test:
+        adapted = meta.adapt(X[:k], y[:k])
+        try:
+            mean, std = adapted.predict(X[k:], return_std=True)
+            inside.append(np.abs(y[k:] - mean) <= 1.645 * std)
+        except ValueError:  # no predictive std
+            mean = adapted.predict(X[k:])
+        mse.append(np.mean((y[k:] - mean) ** 2))
+    return np.mean(mse), (np.mean(inside) if inside else None)
+
+
 @pytest.mark.slow
-def test_gp_intervals_are_calibrated_on_fresh_sinusoids():
+def test_gp_intervals_are_calibrated_on_fresh_noisy_sinusoids():
+    """90% intervals cover 85-95% of fresh tasks' queries, at the defaults (500 meta-steps).
+
+    With noise in the targets (standard deviation 0.3) the noise variance is
+    identifiable and the marginal likelihood calibrates the intervals.
+    """
+    train = make_sinusoid_tasks(n_tasks=1000, n_samples=30, noise=0.3, random_state=0)
+    test = make_sinusoid_tasks(n_tasks=100, n_samples=30, noise=0.3, random_state=1)
+    meta = DeepKernelGPRegressor(
+        task_splitter=TaskSplitter(k_shot=5, n_query=10, random_state=0),
+        max_meta_steps=500, random_state=0).fit(train)
+    _, coverage = _sinusoid_scores(meta, test, 5)
+    assert 0.85 <= coverage <= 0.95, coverage
+
+
+@pytest.mark.slow
+def test_gp_intervals_on_noise_free_sinusoids_do_not_under_cover():
     train = make_sinusoid_tasks(n_tasks=300, n_samples=30, random_state=0)
     test = make_sinusoid_tasks(n_tasks=100, n_samples=30, random_state=1)
-    # measured on raw targets (87.9% at this budget); on targets scaled by the default
-    # standardize="auto" this small budget over-covers (99%): not yet re-calibrated
     meta = DeepKernelGPRegressor(
         task_splitter=TaskSplitter(k_shot=10, n_query=10, n_tasks=320, random_state=0),
-        max_epochs=10, standardize=False, random_state=0).fit(train)
-    inside = []
-    for X, y in test:
-        mean, std = meta.adapt(X[:10], y[:10]).predict(X[10:], return_std=True)
-        inside.append(np.abs(y[10:] - mean) <= 1.645 * std)
-    coverage = np.mean(inside)
-    assert 0.80 <= coverage <= 0.97, coverage
+        max_epochs=10, random_state=0).fit(train)
+    _, coverage = _sinusoid_scores(meta, test, 10)
+    assert 0.85 <= coverage, coverage
+
+
+@pytest.mark.slow
+def test_dkt_is_at_least_as_good_as_the_other_regressors_on_the_sinusoids():
+    """At K=5 and a reduced budget (500 meta-steps), DKT's query MSE is the lowest."""
+    train = make_sinusoid_tasks(n_tasks=1000, n_samples=30, random_state=0)
+    test = make_sinusoid_tasks(n_tasks=100, n_samples=30, random_state=1)
+    scores = {}
+    for cls in (DeepKernelGPRegressor, MetaRidgeRegressor, MAMLRegressor):
+        meta = cls(task_splitter=TaskSplitter(k_shot=5, n_query=10, random_state=0),
+                   max_meta_steps=500, random_state=0).fit(train)
+        scores[cls.__name__] = _sinusoid_scores(meta, test, 5)[0]
+    assert scores["DeepKernelGPRegressor"] <= min(scores.values()), scores

@@ -39,6 +39,7 @@ __all__ = ["KERNELS", "ClosedFormLearner", "DeepKernelGP", "GaussianPredictor", 
 KERNELS = ("rbf", "matern52", "linear")
 JITTER = 1e-6  # added to the diagonal of K before its Cholesky factor (scikit-learn's alpha)
 NOISE_FLOOR = 1e-4  # the smallest GP noise variance (gpytorch's GaussianLikelihood's)
+HYPER_LR_SCALE = 10.0  # how much faster than the embedding DKT's kernel hyperparameters learn
 
 
 class ClosedFormLearner(Learner):
@@ -270,7 +271,10 @@ class Ridge(QueryObjective):
     Meta-learned: the embedding, the penalty ``lambda = exp(log_lambda)``
     (initially 1) and, for classification, the output scale and bias that map
     the ridge outputs to logits (``logits = scale * Z_q W + bias``, initially 1
-    and 0, as MetaOptNet's R2-D2 head). The meta-loss is the query loss
+    and 0, as MetaOptNet's R2-D2 head). Like DKT's hyperparameters these
+    scalars learn :data:`HYPER_LR_SCALE` times faster than the embedding (stored
+    divided by it): at ``meta_lr`` per Adam step, 2,000 steps could move
+    ``log_lambda`` by at most 2. The meta-loss is the query loss
     (cross-entropy, or squared error), back-propagated through the solve.
 
     A regressor's predictive standard deviation reads ridge as Bayesian linear
@@ -297,12 +301,12 @@ class Ridge(QueryObjective):
     def learner(self, net, n_features):
         hyper = {"log_lambda": 0.0}
         if self.task == "classification":
-            hyper.update(scale=1.0, bias=0.0)
+            hyper.update(scale=1.0 / HYPER_LR_SCALE, bias=0.0)
         return ClosedFormLearner(net, n_features, hyper)
 
     @staticmethod
     def penalty(learner):
-        return learner.hyper["log_lambda"].exp()
+        return (HYPER_LR_SCALE * learner.hyper["log_lambda"]).exp()
 
     def _targets(self, ys, loss, dtype):
         if self.task == "classification":
@@ -315,7 +319,8 @@ class Ridge(QueryObjective):
         w = ridge_weights(zs, self._targets(ys, loss, zs.dtype), lam)
         out = zq @ w
         if self.task == "classification":
-            return learner.hyper["scale"] * out + learner.hyper["bias"]
+            return (HYPER_LR_SCALE * learner.hyper["scale"] * out
+                    + HYPER_LR_SCALE * learner.hyper["bias"])
         if training:
             return out
         mu, var = _predictive("linear", zq, **self._bayes(zs, ys, lam))
@@ -345,7 +350,8 @@ class Ridge(QueryObjective):
                 buffers = self._bayes(zs, ys.double(), lam)
                 return _check_finite({**learner.expanded_params(n, "net."), **buffers})
             w = ridge_weights(zs, self._targets(ys, loss, zs.dtype), lam)  # [T, E, C]
-            scale, bias = learner.hyper["scale"].double(), learner.hyper["bias"].double()
+            scale = HYPER_LR_SCALE * learner.hyper["scale"].double()
+            bias = HYPER_LR_SCALE * learner.hyper["bias"].double()
             # solved in float64, stored in the embedding's dtype (its outputs meet them)
             dtype = learner.hyper["scale"].dtype
             head = {"1.weight": (scale * w.transpose(1, 2)).to(dtype).contiguous(),
@@ -363,8 +369,8 @@ class Ridge(QueryObjective):
     def fitted_attributes(self, learner):
         values = {"ridge_lambda_": self.penalty(learner).detach().item()}
         if self.task == "classification":
-            values.update(logit_scale_=learner.hyper["scale"].detach().item(),
-                          logit_bias_=learner.hyper["bias"].detach().item())
+            values.update(logit_scale_=HYPER_LR_SCALE * learner.hyper["scale"].detach().item(),
+                          logit_bias_=HYPER_LR_SCALE * learner.hyper["bias"].detach().item())
         return values
 
 
@@ -374,11 +380,18 @@ class DeepKernelGP:
     Meta-learned with the embedding: the kernel's length scale and output scale,
     the noise variance and a constant mean (the length scale, output scale and
     noise through softplus, the noise at least ``1e-4``; initially 0.69, 0.69,
-    0.69 and 0, gpytorch's defaults, which DKT uses). The meta-loss is the mean
-    over the tasks of a meta-batch of the negative log marginal likelihood of
-    the task's rows (support and query together), divided by their number (as
-    gpytorch's ``ExactMarginalLogLikelihood``). Validation and adaptation
-    condition on the support set only.
+    0.69 and 0, gpytorch's defaults, which DKT uses). These four scalars learn
+    :data:`HYPER_LR_SCALE` (10) times faster than the embedding: they are stored
+    divided by it (Adam's steps do not depend on the scale of a gradient, so
+    ``softplus(10 r)`` moves ten times as fast as ``softplus(r)``). At one
+    learning rate for all, Adam moves each raw value by about ``meta_lr`` a step:
+    2,000 steps at ``1e-3`` cannot take the noise variance from its start of 0.69
+    (in units of the standardised target) down to the few hundredths that the
+    tasks' residuals call for, which inflated the intervals and the smoothing.
+    The meta-loss is the mean over the tasks of a meta-batch of the negative log
+    marginal likelihood of the task's rows (support and query together),
+    divided by their number (as gpytorch's ``ExactMarginalLogLikelihood``).
+    Validation and adaptation condition on the support set only.
 
     Parameters
     ----------
@@ -400,10 +413,10 @@ class DeepKernelGP:
     @staticmethod
     def hyperparameters(learner):
         """The positive hyperparameters: ``{lengthscale, outputscale, noise, mean}``."""
-        h = learner.hyper
-        return {"lengthscale": F.softplus(h["raw_lengthscale"]),
-                "outputscale": F.softplus(h["raw_outputscale"]),
-                "noise": NOISE_FLOOR + F.softplus(h["raw_noise"]), "mean": h["mean"]}
+        h, c = learner.hyper, HYPER_LR_SCALE
+        return {"lengthscale": F.softplus(c * h["raw_lengthscale"]),
+                "outputscale": F.softplus(c * h["raw_outputscale"]),
+                "noise": NOISE_FLOOR + F.softplus(c * h["raw_noise"]), "mean": c * h["mean"]}
 
     def query_outputs(self, learner, xs, ys, xq, *, loss, training):
         zs, zq = learner.embed(xs), learner.embed(xq)

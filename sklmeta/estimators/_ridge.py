@@ -22,7 +22,8 @@ class MetaRidgeClassifier(MetaClassifierBase):
     large as the support set, whatever the embedding width), and the logits are
     ``scale * f(x) W + bias``. The embedding, the penalty ``lambda`` (as
     ``exp(log lambda)``, initially 1) and the output scale and bias (initially 1
-    and 0) are meta-learned, the meta-gradient flowing through the solve.
+    and 0) are meta-learned, the meta-gradient flowing through the solve (the
+    three scalars ten times faster than the embedding).
     ``adapt(X, y)`` solves for the head, with no gradient steps, for any number
     of classes (not limited to ``n_way``); the adapted model is the embedding
     followed by that linear head.
@@ -34,8 +35,14 @@ class MetaRidgeClassifier(MetaClassifierBase):
         fit data, and the episodes ``score`` averages over. None means
         ``TaskSplitter()`` (for a classifier: all classes of the data in each
         episode).
-    hidden_layer_sizes : tuple of int, default=(40, 40)
-        Hidden widths of the default MLP.
+    hidden_layer_sizes : tuple of int, default=()
+        Hidden widths of the default MLP: none by default, a linear embedding
+        ``f(x) = A x + b``. The ridge head already fits each task's classifier, so
+        the embedding only needs to be a metric, as LDA learns one; a deeper one
+        meta-overfits few meta-training classes (unseen leaf species, 20 for
+        meta-training: 87.8% / 96.5% at 1 / 5 shots linear, 80.7% / 92.7% with
+        (40, 40); see ``benchmarks/RESULTS.md``). Give hidden layers for inputs
+        whose classes are not separated by a linear map (images, say).
     embedding_dim : int, default=40
         Output width of the default MLP: the embedding the ridge head acts on.
     activation : {"relu", "tanh", "gelu"}, default="relu"
@@ -179,7 +186,7 @@ class MetaRidgeClassifier(MetaClassifierBase):
 
     _parameter_constraints = {**MetaClassifierBase._parameter_constraints, **_CONSTRAINTS}
 
-    def __init__(self, *, task_splitter=None, hidden_layer_sizes=(40, 40), embedding_dim=40,
+    def __init__(self, *, task_splitter=None, hidden_layer_sizes=(), embedding_dim=40,
                  activation="relu", module=None, meta_lr=0.001, meta_batch_size=16,
                  max_meta_steps=2000, validation_interval=100, max_epochs=None,
                  early_stopping="auto", validation_fraction=0.2, n_iter_no_change=10,
