@@ -398,12 +398,28 @@ def test_a_corrupted_file_is_refused(sine_tasks, tmp_path):
 def test_version_1_files_load_with_a_warning(sine_tasks, tmp_path):
     meta = tiny(MAMLRegressor, max_epochs=1).fit(sine_tasks)
     document = saved_document(meta, tmp_path)
-    assert document["format_version"] == 2 and len(document["sha256"]) == 64
+    assert document["format_version"] == 3 and len(document["sha256"]) == 64
     del document["sha256"]
     torch.save({**document, "format_version": 1}, tmp_path / "v1.pt")
     with pytest.warns(UserWarning, match="version 1, which has no checksum"):
         loaded = sklmeta.load(tmp_path / "v1.pt")
     assert same_state(loaded.net_.module_, meta.net_.module_)
+
+
+def test_version_2_files_of_the_rescaled_learners_are_refused(sine_tasks, tmp_path):
+    """Format 3 stores DKT's, MetaRidge's and the neural processes' scalars scaled."""
+    from sklmeta import DeepKernelGPRegressor
+
+    for cls, refused in ((MAMLRegressor, False), (DeepKernelGPRegressor, True)):
+        meta = tiny(cls, max_epochs=1).fit(sine_tasks)
+        document = saved_document(meta, tmp_path)
+        torch.save({**document, "format_version": 2}, tmp_path / "v2.pt")
+        if refused:
+            with pytest.raises(ValueError, match="DeepKernelGPRegressor in sklmeta file format "
+                                                 "version 2.*Refit it"):
+                sklmeta.load(tmp_path / "v2.pt")
+        else:
+            assert same_state(sklmeta.load(tmp_path / "v2.pt").net_.module_, meta.net_.module_)
 
 
 def fail_half_way(obj, f):
