@@ -242,6 +242,31 @@ class MetaNet(NeuralNet):
         return self.algorithm.query_outputs(self.module_, xs, ys, xq, loss=self.criterion_,
                                             training=training)
 
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        """skorch's epoch; a training epoch checks finiteness once, at its end.
+
+        With an optimizer that takes a ``found_inf`` flag (a fused Adam or SGD:
+        the default on CPU and CUDA), each meta-step only folds its loss and
+        gradients into that device flag, with no host synchronisation; once set,
+        the optimizer skips every later update (weights, moments and step
+        counts), so the weights stay those of the last finite step, and the
+        epoch raises :class:`MetaTrainingDiverged` as it ends, naming that step.
+        """
+        watch = _FiniteWatch.of(self.optimizer_) if training else None
+        self._finite_watch = watch
+        try:
+            super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
+        finally:
+            self._finite_watch = None
+            if watch is not None:
+                watch.release()
+                if watch.diverged():
+                    step = watch.finite_steps() + 1
+                    batches = self.history[-1, "batches"]
+                    loss = (batches[step - 1].get("train_loss", math.nan)
+                            if step <= len(batches) else math.nan)
+                    self._diverged(step, loss)  # also over a Ctrl-C in the epoch
+
     def train_step_single(self, batch, **fit_params):
         """One meta-step: the algorithm's meta-loss, then this net's own backward."""
         self._set_training(True)
@@ -256,20 +281,31 @@ class MetaNet(NeuralNet):
         return {"loss": loss, "y_pred": out}
 
     def _check_finite(self, loss):
-        """Stop, before the optimizer step, at a NaN or infinite meta-loss or gradient."""
-        grads = [p.grad.sum() for p in self.module_.parameters() if p.grad is not None]
-        total = loss.detach() + (torch.stack(grads).sum() if grads else 0.0)
-        if torch.isfinite(total):
+        """Stop, before the optimizer step, at a NaN or infinite meta-loss or gradient.
+
+        In a training epoch whose optimizer takes a ``found_inf`` flag, only fold
+        this step into the flag (see :meth:`run_single_epoch`); otherwise check now.
+        """
+        tensors = [p.grad for p in self.module_.parameters() if p.grad is not None]
+        tensors.append(loss.detach().reshape(1))
+        watch = getattr(self, "_finite_watch", None)
+        if watch is not None:
+            watch.fold(tensors)
             return
-        what = "meta-loss" if not torch.isfinite(loss) else "meta-gradient"
+        if _any_non_finite(tensors):
+            self._diverged(len(self.history[-1, "batches"]) if len(self.history) else 1,
+                           loss.item())
+
+    def _diverged(self, step, loss):
+        what = "meta-loss" if not math.isfinite(loss) else "meta-gradient"
         steps = getattr(self.algorithm, "steps", None)
         inner_lr = steps.inner_lr if steps is not None else None
         advice = (f"inner_lr (now {inner_lr}) or meta_lr (now {self.lr})" if inner_lr
                   else f"meta_lr (now {self.lr})")
         raise MetaTrainingDiverged(
             f"Meta-training diverged at epoch {len(self.history)}, meta-step "
-            f"{len(self.history[-1, 'batches'])} of the epoch: the {what} is not finite "
-            f"(loss {loss.item():.4g}). The meta-parameters are those of the last finite "
+            f"{step} of the epoch: the {what} is not finite "
+            f"(loss {loss:.4g}). The meta-parameters are those of the last finite "
             f"step; try a smaller {advice}."
         )
 
@@ -304,6 +340,79 @@ class MetaNet(NeuralNet):
             totals["valid_acc"] += (acc or 0.0) * size
             n += size
         return {k: v / n for k, v in totals.items()}
+
+
+def _fold_non_finite(tensors, found, one):
+    """Set ``found`` (a 0-d float tensor) if any of ``tensors`` is not finite.
+
+    ``torch.amp``'s own check: one fused pass over the tensors, no host sync
+    (its unscaling multiplies by ``one``, which changes no value).
+    """
+    groups = {}
+    for t in tensors:
+        groups.setdefault(t.dtype, []).append(t)
+    for group in groups.values():
+        torch._amp_foreach_non_finite_check_and_unscale_(group, found, one)
+
+
+def _any_non_finite(tensors):
+    """Whether any of ``tensors`` holds a NaN or an infinity (one host sync)."""
+    device = tensors[0].device
+    if device.type in ("cpu", "cuda") and all(t.device == device for t in tensors):
+        found = torch.zeros((), device=device)
+        _fold_non_finite(tensors, found, torch.ones((), device=device))
+        return bool(found)
+    return not all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
+class _FiniteWatch:
+    """A training epoch's device flag, set at its first non-finite meta-step.
+
+    The flag is the optimizer's ``found_inf`` (what ``torch.amp.GradScaler``
+    hands a fused optimizer): while it is set, the fused step changes nothing.
+    ``count`` counts, on the device, the steps before the first non-finite
+    one. :meth:`of` gives None where the optimizer cannot take the flag (not
+    fused, wrapped, already given one, or parameters on several or other
+    devices): the net then checks every step on the host.
+    """
+
+    def __init__(self, optimizer, device):
+        self.optimizer, self.device = optimizer, device
+        self.found = torch.zeros((), device=device)
+        self.count = torch.zeros((), device=device)
+        self.one = torch.ones((), device=device)
+        optimizer.found_inf = self.found
+
+    @classmethod
+    def of(cls, optimizer):
+        if not (isinstance(optimizer, torch.optim.Optimizer)
+                and getattr(optimizer, "_step_supports_amp_scaling", False)
+                and getattr(optimizer, "found_inf", None) is None
+                and getattr(optimizer, "grad_scale", None) is None):
+            return None
+        devices = {p.device for g in optimizer.param_groups for p in g["params"]}
+        if len(devices) != 1 or next(iter(devices)).type not in ("cpu", "cuda"):
+            return None
+        return cls(optimizer, devices.pop())
+
+    def fold(self, tensors):
+        """Fold one meta-step's loss and gradients into the flag and the count."""
+        if any(t.device != self.device for t in tensors):
+            if _any_non_finite(tensors):
+                self.found.fill_(1.0)
+        else:
+            _fold_non_finite(tensors, self.found, self.one)
+        self.count.add_(1).sub_(self.found)  # the flag stays set: counting stops there
+
+    def release(self):
+        if getattr(self.optimizer, "found_inf", None) is self.found:
+            del self.optimizer.found_inf
+
+    def diverged(self):
+        return bool(self.found)
+
+    def finite_steps(self):
+        return int(self.count.item())
 
 
 class RandomStartEarlyStopping(EarlyStopping):
