@@ -99,8 +99,17 @@ class EpisodeTensors:
         with a ``class_index`` (``label_mode="fixed"``) each class keeps its own
         label instead.
         """
-        rows, pools, classes = self.sampler.draw(rng, n, with_classes=True)
+        return next(self.draw_many(rng, [n]))
+
+    def draw_many(self, rng, sizes):
+        """The batches of consecutive :meth:`draw` calls of ``sizes``, drawn at once.
+
+        The same episodes as those calls (the sampler takes the random numbers in
+        their order), gathered in one indexing each; the batches are views of it.
+        """
+        rows, pools, classes = self.sampler.draw_many(rng, sizes, with_classes=True)
         support, query = (torch.from_numpy(r) for r in self.sampler.split(rows))
+        n = len(rows)
         if self.class_index is not None:
             labels = self.class_index[torch.from_numpy(pools)[:, None], torch.from_numpy(classes)]
             ys = labels.repeat_interleave(self.sampler.k, dim=1)
@@ -111,7 +120,24 @@ class EpisodeTensors:
             yq = ways.repeat_interleave(self.sampler.q).expand(n, -1)
         else:
             ys, yq = self.y[support], self.y[query]
-        return self.X[support], ys, self.X[query], yq
+        xs, xq = self.X[support], self.X[query]
+        start = 0
+        for size in sizes:
+            part = slice(start, start + size)
+            start += size
+            yield xs[part], ys[part], xq[part], yq[part]
+
+    def chunk(self, batch_size):
+        """How many meta-batches of ``batch_size`` :meth:`draw_many` draws at once:
+        as many as fit in ``_CHUNK_VALUES`` gathered values and as many random keys
+        as the sampler draws in one batch (so a few MB at most), at least one."""
+        s = self.sampler
+        rows = (s.n_way or 1) * (s.k + s.q)
+        values = batch_size * rows * (self.X.shape[-1] + 1)
+        keys = batch_size * (s.n_way or 1) * s._longest + batch_size * s.counts.shape[1]
+        return max(1, min(self._CHUNK_VALUES // values, s._MAX_KEYS // keys))
+
+    _CHUNK_VALUES = 1 << 20  # floats of episodes drawn at once (4 MB)
 
 
 def episode_tensors(pools, n_way, splitter, width, scaling, label_classes=None):
@@ -144,14 +170,18 @@ class EpisodeDataset(torch.utils.data.Dataset):
 
     ``fixed=False`` (training): fresh episodes every epoch, drawn from a
     ``RandomState`` seeded by ``(seed, epoch)``, so a fit is reproducible, never
-    holds more than one meta-batch of episodes, and an epoch's episodes do not
+    holds more than a few MB of episodes, and an epoch's episodes do not
     depend on how many epochs ran before it in this process: a meta-training
     resumed from a checkpoint at epoch ``e`` draws the very episodes an
     uninterrupted run draws in epoch ``e + 1``. :class:`MetaNet` sets ``epoch``
     (1-based, skorch's count, which counts a loaded history) as each epoch
     begins. ``fixed=True`` (validation): the same episodes at every pass, drawn
-    again from ``seed`` a meta-batch at a time, so the monitored score moves only
-    with the weights and memory holds one meta-batch, not every episode.
+    again from ``seed`` at every pass, so the monitored score moves only with
+    the weights and memory holds a few MB of episodes, not every episode.
+
+    Several meta-batches are drawn at once (:meth:`EpisodeTensors.draw_many`,
+    up to :meth:`EpisodeTensors.chunk` of them): the very episodes that drawing
+    them one at a time gives, for a fraction of the per-batch cost.
     """
 
     def __init__(self, pools, n_episodes, seed, fixed=False):
@@ -173,9 +203,12 @@ class EpisodeDataset(torch.utils.data.Dataset):
         else:
             key = [self.seed, self.epoch] + ([self.process] if self.process else [])
         rng = np.random.RandomState(key)
-        for start in range(0, self.n_episodes, batch_size):
-            xs, ys, xq, yq = self.pools.draw(rng, min(batch_size, self.n_episodes - start))
-            yield {"xs": xs, "ys": ys, "xq": xq}, yq
+        sizes = [min(batch_size, self.n_episodes - start)
+                 for start in range(0, self.n_episodes, batch_size)]
+        per_draw = self.pools.chunk(batch_size)
+        for at in range(0, len(sizes), per_draw):
+            for xs, ys, xq, yq in self.pools.draw_many(rng, sizes[at: at + per_draw]):
+                yield {"xs": xs, "ys": ys, "xq": xq}, yq
 
 
 class EpisodeLoader:
@@ -253,6 +286,8 @@ class MetaNet(NeuralNet):
         epoch raises :class:`MetaTrainingDiverged` as it ends, naming that step.
         """
         watch = _FiniteWatch.of(self.optimizer_) if training else None
+        if watch is not None:
+            watch.params = list(self.module_.parameters())  # fixed for the epoch
         self._finite_watch = watch
         try:
             super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
@@ -286,9 +321,10 @@ class MetaNet(NeuralNet):
         In a training epoch whose optimizer takes a ``found_inf`` flag, only fold
         this step into the flag (see :meth:`run_single_epoch`); otherwise check now.
         """
-        tensors = [p.grad for p in self.module_.parameters() if p.grad is not None]
-        tensors.append(loss.detach().reshape(1))
         watch = getattr(self, "_finite_watch", None)
+        params = self.module_.parameters() if watch is None else watch.params
+        tensors = [p.grad for p in params if p.grad is not None]
+        tensors.append(loss.detach().reshape(1))
         if watch is not None:
             watch.fold(tensors)
             return

@@ -10,7 +10,8 @@ from conftest import small_classifier, small_regressor
 from sklmeta import ProtoNetClassifier, TaskSplitter
 from sklmeta._core import EpisodeLoss
 from sklmeta._core.algorithms import maml as MAML
-from sklmeta._training import MetaNet, MetaTrainingDiverged
+from sklmeta._episodes import EpisodeSampler
+from sklmeta._training import EpisodeTensors, MetaNet, MetaTrainingDiverged
 
 
 class HostReads:
@@ -147,3 +148,28 @@ def test_a_step_outside_an_epoch_is_checked_at_once():
     out = net.train_step_single(({"xs": xs, "ys": ys, "xq": xq}, torch.zeros(2, 5)))
     assert np.isfinite(out["loss"].item())
 
+
+
+def test_meta_batches_drawn_at_once_are_those_drawn_one_at_a_time():
+    y = [np.repeat(np.arange(4), 10), np.repeat(np.arange(3), 12)]
+    sampler = EpisodeSampler(y, [40, 36], n_way=2, k_shot=2, n_query=3)
+    tensors = EpisodeTensors([torch.randn(40, 3), torch.randn(36, 3)], y, sampler,
+                             "classification", class_index=np.array([[0, 1, 2, 3], [0, 1, 2, 0]]))
+    one, many = np.random.RandomState(7), np.random.RandomState(7)
+    singly = [tensors.draw(one, n) for n in (5, 5, 2)]
+    at_once = list(tensors.draw_many(many, [5, 5, 2]))
+    assert len(at_once) == 3
+    for a, b in zip(singly, at_once):
+        assert all(torch.equal(u, v) for u, v in zip(a, b))
+    assert one.randint(10**9) == many.randint(10**9)  # the stream continues alike
+    assert tensors.chunk(4) > 1  # small episodes: several meta-batches a draw
+
+
+def test_a_fit_draws_each_epochs_meta_batches_in_one_go(sine_tasks):
+    # 16 episodes of 4: one draw an epoch, not four; and the episodes as before
+    meta = small_regressor(max_epochs=2, early_stopping=False)
+    with mock.patch.object(EpisodeTensors, "draw_many", autospec=True,
+                           side_effect=EpisodeTensors.draw_many) as drawn:
+        meta.fit(sine_tasks)
+    assert drawn.call_count == 2
+    assert [len(c.args[2]) for c in drawn.call_args_list] == [4, 4]
