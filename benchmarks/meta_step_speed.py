@@ -46,6 +46,7 @@ Usage::
 
 import argparse
 import copy
+import os
 import shlex
 import shutil
 import sys
@@ -364,6 +365,8 @@ def main(argv=None):
     print(f"- machine: {machine_line()}; {torch.get_num_threads()} torch thread(s), "
           f"device {device}")
     print(f"- {versions_line()}")
+    print(f"- sklmeta from {os.path.dirname(sklmeta.__file__)} "
+          "(PYTHONPATH=. times a checkout's own)")
     print(f"- command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`")
     print(f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(f"- problem: meta-batch {T}, K={K}+{K}, MLP 1-40-40-1 ReLU, Adam 1e-3, inner lr {LR}")

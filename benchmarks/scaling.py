@@ -23,6 +23,7 @@ Usage::
 
 import argparse
 import ctypes
+import os
 import shlex
 import sys
 import time
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 from _machine import machine_line, versions_line  # benchmarks/: the script's own folder
 
+import sklmeta
 from sklmeta import MAMLRegressor, TaskSplitter
 from sklmeta.datasets import make_sinusoid_tasks
 
@@ -109,6 +111,8 @@ def main(argv=None):
     print("# Scaling with the work\n")
     print(f"- machine: {machine_line()}; {torch.get_num_threads()} torch thread(s)")
     print(f"- {versions_line()}")
+    print(f"- sklmeta from {os.path.dirname(sklmeta.__file__)} "
+          "(PYTHONPATH=. times a checkout's own)")
     print(f"- command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`")
     print(f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print("- around meta-batch 25, K=10 support + 10 query, 1 inner step (lr 0.01), "

@@ -28,6 +28,7 @@ Usage::
 """
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -37,7 +38,8 @@ import torch
 from _machine import machine_line, versions_line  # benchmarks/: the script's own folder
 from skorch.callbacks import Callback
 
-from sklmeta import MAMLRegressor, TaskSplitter, stack_tasks
+import sklmeta
+from sklmeta import MAMLRegressor, MetaTrainingDiverged, TaskSplitter, stack_tasks
 from sklmeta._core import EpisodeLoss, make_mlp, select_inner_loop
 from sklmeta.datasets import make_sinusoid_tasks
 from sklmeta.model_selection import mean_ci
@@ -149,6 +151,7 @@ def main(argv=None):
     parser.add_argument("--test-tasks", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--k", type=int, nargs="+", default=[5, 10], help="support sizes")
     parser.add_argument("--eval-every", type=int, default=1,
                         help="epochs (1,000 meta-steps each) between time-to-target checks")
     parser.add_argument("--stop-at-target", action="store_true",
@@ -161,6 +164,8 @@ def main(argv=None):
     print("# MAML paper: sinusoid regression\n")
     print(f"- machine: {machine_line()}; torch {args.threads} thread(s)")
     print(f"- {versions_line()}")
+    print(f"- sklmeta from {os.path.dirname(sklmeta.__file__)} "
+          "(PYTHONPATH=. times a checkout's own)")
     print(f"- command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`")
     print(f"- {args.steps} meta-steps per model, meta-batch {META_BATCH}, Adam 1e-3, 1 inner step "
           f"(lr {INNER_LR}), MLP 1-40-40-1 ReLU; {args.train_tasks} training tasks of 50 points; "
@@ -169,9 +174,9 @@ def main(argv=None):
 
     train = make_sinusoid_tasks(n_tasks=args.train_tasks, n_samples=50, random_state=args.seed)
     X, y, groups = stack_tasks(train)
-    rows, timing = [], []
+    rows, timing, curves = [], [], []
     target = PAPER[("MAML", 5)]
-    for k in (5, 10):
+    for k in args.k:
         eval_support, eval_query, _ = test_episodes(k, args.test_tasks, args.seed + 2)
         watch = TimeToTarget((eval_support, eval_query), target, args.eval_every,
                              stop=args.stop_at_target)
@@ -186,11 +191,15 @@ def main(argv=None):
                              standardize=False, random_state=args.seed,
                              callbacks=[("time_to_target", watch)])
         t = time.perf_counter()
-        meta.fit(X, y, groups=groups)
+        try:
+            meta.fit(X, y, groups=groups)
+        except MetaTrainingDiverged as e:  # the estimator keeps the last finite weights
+            print(f"K={k}: {e}", flush=True)
         fit_s = time.perf_counter() - t
         n_steps = int(sum(meta.history_[:, "train_batch_count"]))
         watch = dict(meta.net_.callbacks_)["time_to_target"]
         timing += watch.report(k)
+        curves.append((k, watch.curve_))
         rate = n_steps / sum(meta.history_[:, "dur"])
         t = time.perf_counter()
         pre = pretrain(X, y, groups, k, n_steps, args.seed)
@@ -219,6 +228,10 @@ def main(argv=None):
     print("| model | figure | meta-steps | wall s | wall s less checks |")
     print("|---|---|---|---|---|")
     print("\n".join(timing))
+    print("\nThe checks (meta-steps: MSE after 1 / 5 / 10 steps):\n")
+    for k, curve in curves:
+        print(f"- K={k}: " + "; ".join(f"{n}: " + " / ".join(f"{m:.2f}" for m in mse)
+                                      for n, _, mse in curve))
     print(f"\nTotal wall time: {time.perf_counter() - start:.0f} s")
 
 
