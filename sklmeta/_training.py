@@ -421,7 +421,8 @@ class _FiniteWatch:
 
     @classmethod
     def of(cls, optimizer):
-        if not (isinstance(optimizer, torch.optim.Optimizer)
+        # torch's own fused steps honour found_inf; a wrapper (accelerate's) would not
+        if not (isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD))
                 and getattr(optimizer, "_step_supports_amp_scaling", False)
                 and getattr(optimizer, "found_inf", None) is None
                 and getattr(optimizer, "grad_scale", None) is None):
