@@ -184,7 +184,9 @@ def main(argv=None):
         splitter = TaskSplitter(k_shot=k, n_query=k, n_tasks=episodes_per_epoch,
                                 random_state=args.seed)
         meta = MAMLRegressor(task_splitter=splitter, hidden_layer_sizes=(40, 40),
-                             inner_lr=INNER_LR, meta_lr=1e-3, meta_batch_size=META_BATCH,
+                             # the paper's one inner step (the estimator's default is 5)
+                             inner_lr=INNER_LR, inner_steps=1, meta_lr=1e-3,
+                             meta_batch_size=META_BATCH,
                              max_epochs=max(1, args.steps // 1000), early_stopping=False,
                              # the paper's raw inputs and targets, which the evaluation
                              # below feeds the network directly
