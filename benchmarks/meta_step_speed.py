@@ -10,13 +10,27 @@ second- and first-order, 1 and 5 inner steps. Compared:
     accumulated into the meta-model);
 (b) a per-task functional loop in the style of learn2learn: clone the parameters
     per task, ``torch.autograd.grad(create_graph=True)``, loop over the tasks;
-(c) facebookresearch's ``higher`` (``pip install ".[bench]"``), per task.
+(c) facebookresearch's ``higher`` (``pip install ".[bench]"``), per task;
+(d) the learn2learn pattern, written out by hand (learn2learn itself does not
+    install against torch 2.13): ``MAML.clone()`` per task, i.e. a deep copy of
+    the model whose parameters are graph-connected clones, adapted in place by
+    ``update_module`` with ``torch.autograd.grad(create_graph=True)`` gradients,
+    the query loss back-propagated into the meta-model;
+(e) torch.func, the whole meta-batch at once: ``torch.func.grad`` of the mean
+    query loss of a ``vmap``-ed inner loop (itself ``torch.func.grad``), eager
+    and, where a C++ compiler exists, ``torch.compile``-d (compilation time is
+    reported apart from the rate; ``--no-compile`` skips it).
 
 sklmeta is measured as a user meets it: a ``MAMLRegressor.fit`` on 200 sinusoid
 tasks, episode sampling and the skorch loop included; the rate is meta-steps over
 the epochs' durations (skorch's history), the one-off set-up (input validation,
 first-call warm-up) is reported apart. The loops get their batches for free
 (pre-drawn tensors), which favours them.
+
+The targets (issue 15): sklmeta's fit() at or above compiled torch.func in the
+same run, at least 30x the learn2learn pattern (d) at 1 inner step and 50x at 5,
+and within 2x of the arithmetic bound at 5 inner steps (the meta-step's FLOPs at
+the machine's GFLOP/s on this problem's batched matmuls); the ratios are printed.
 
 It also prints the achieved GFLOP/s (FLOPs of one meta-step counted by
 ``torch.utils.flop_counter``) beside the machine's own GFLOP/s on matmuls of this
@@ -25,13 +39,16 @@ predict 1,000 digits episodes (3-way 5-shot) with ``meta.score``.
 
 Usage::
 
-    python benchmarks/meta_step_speed.py                  # ~2 minutes on 2 cores
+    python benchmarks/meta_step_speed.py                  # ~4 minutes on 2 cores
+    python benchmarks/meta_step_speed.py --no-compile     # without (e) compiled
     python benchmarks/meta_step_speed.py --device cuda    # on a machine with a GPU
 """
 
 import argparse
 import copy
+import os
 import shlex
+import shutil
 import sys
 import time
 import warnings
@@ -143,6 +160,98 @@ def loop_higher(device, steps, first_order, data):
     return step
 
 
+def _l2l_clone(module):
+    """learn2learn's ``clone_module``: the module's structure, its parameters cloned
+    (so the clone's updates stay on the meta-model's graph)."""
+    clone = copy.deepcopy(module)
+    for (_, sub), (_, orig) in zip(clone.named_modules(), module.named_modules()):
+        for name, p in orig._parameters.items():
+            if p is not None:
+                sub._parameters[name] = p.clone()
+    return clone
+
+
+def _l2l_update(module, grads, lr):
+    """learn2learn's ``update_module``: ``p <- p - lr * g`` on every submodule."""
+    params = [(sub, name) for sub in module.modules() for name, p in sub._parameters.items()
+              if p is not None]
+    for (sub, name), g in zip(params, grads):
+        sub._parameters[name] = sub._parameters[name] - lr * g
+
+
+def loop_learn2learn(device, steps, first_order, data):
+    """(d) the learn2learn pattern, by hand: a clone per task, autograd.grad(create_graph)."""
+    model = new_model(device)
+    meta_opt = torch.optim.Adam(model.parameters(), 1e-3)
+
+    def step(batch):
+        xs, ys, xq, yq = batch
+        meta_opt.zero_grad()
+        for t in range(T):
+            learner = _l2l_clone(model)
+            for _ in range(steps):
+                params = [p for sub in learner.modules() for p in sub._parameters.values()
+                          if p is not None]
+                loss = F.mse_loss(learner(xs[t])[:, 0], ys[t])
+                grads = torch.autograd.grad(loss, params, create_graph=not first_order,
+                                            retain_graph=not first_order)
+                _l2l_update(learner, grads, LR)
+            (F.mse_loss(learner(xq[t])[:, 0], yq[t]) / T).backward()
+        meta_opt.step()
+
+    return step
+
+
+def _func_meta_grad(model, steps, first_order):
+    """The meta-gradient with torch.func: grad of the mean query loss of a vmap-ed loop."""
+    def task_loss(params, x, y):
+        return F.mse_loss(torch.func.functional_call(model, params, (x,))[:, 0], y)
+
+    def query_loss(params, xs, ys, xq, yq):
+        for _ in range(steps):
+            grads = torch.func.grad(task_loss)(params, xs, ys)
+            if first_order:
+                grads = {k: g.detach() for k, g in grads.items()}
+            params = {k: p - LR * grads[k] for k, p in params.items()}
+        return task_loss(params, xq, yq)
+
+    def meta_loss(params, xs, ys, xq, yq):
+        return torch.vmap(query_loss, in_dims=(None, 0, 0, 0, 0))(params, xs, ys, xq, yq).mean()
+
+    return torch.func.grad(meta_loss)
+
+
+def loop_torch_func(device, steps, first_order, data, compiled=False):
+    """(e) torch.func over the whole meta-batch; ``compiled``: under torch.compile."""
+    model = new_model(device)
+    params = dict(model.named_parameters())
+    meta_opt = torch.optim.Adam(model.parameters(), 1e-3, fused=device in ("cpu", "cuda"))
+    meta_grad = _func_meta_grad(model, steps, first_order)
+    detached = {k: p.detach() for k, p in params.items()}
+    compile_s = max_diff = None
+    if compiled:
+        eager = meta_grad
+        meta_grad = torch.compile(meta_grad)
+        start = time.perf_counter()
+        fast = meta_grad(detached, *data[0])  # the first call compiles
+        compile_s = time.perf_counter() - start
+        slow = eager(detached, *data[0])
+        max_diff = max(float((fast[k] - slow[k]).abs().max()) for k in fast)
+
+    def step(batch):
+        grads = meta_grad(detached, *batch)
+        for k, p in params.items():
+            p.grad = grads[k]
+        meta_opt.step()
+
+    step.compile_s, step.max_diff = compile_s, max_diff
+    return step
+
+
+def loop_torch_func_compiled(device, steps, first_order, data):
+    return loop_torch_func(device, steps, first_order, data, compiled=True)
+
+
 def rate(step, data, seconds=4.0):
     step(data[0])  # warm-up
     n, start = 0, time.perf_counter()
@@ -214,52 +323,120 @@ def batched_evaluation(device, cls=MAMLClassifier, adapt_steps=None):
     return time.perf_counter() - start
 
 
+def _cell(values, fmt="{:.1f}"):
+    """The median, and the range where there are several runs."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    mid = fmt.format(float(np.median(values)))
+    if len(values) == 1:
+        return mid
+    return f"{mid} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+
+
+LOOPS = {"(a) tutorial loop": loop_tutorial, "(b) functional loop": loop_functional,
+         "(c) higher": loop_higher, "(d) learn2learn pattern": loop_learn2learn,
+         "(e) torch.func": loop_torch_func, "(e) torch.func compiled": loop_torch_func_compiled}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=4.0, help="timing per loop variant")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="rounds of every measurement; cells show median (range)")
+    parser.add_argument("--no-compile", action="store_true", help="skip (e) compiled")
+    parser.add_argument("--only-loops", action="store_true",
+                        help="skip the batched evaluation and the every-algorithm tables")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = args.device
+    compiler = shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+    loops = dict(LOOPS)
+    why_not_compiled = None
+    if args.no_compile:
+        why_not_compiled = "skipped (--no-compile)"
+    elif device == "cpu" and compiler is None:
+        why_not_compiled = "no C++ compiler on this machine (torch.compile's CPU backend needs one)"
+    if why_not_compiled:
+        del loops["(e) torch.func compiled"]
     print("# Meta-step speed\n")
     print(f"- machine: {machine_line()}; {torch.get_num_threads()} torch thread(s), "
           f"device {device}")
     print(f"- {versions_line()}")
+    print(f"- sklmeta from {os.path.dirname(sklmeta.__file__)} "
+          "(PYTHONPATH=. times a checkout's own)")
     print(f"- command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`")
-    print(f"- problem: meta-batch {T}, K={K}+{K}, MLP 1-40-40-1 ReLU, Adam 1e-3, inner lr {LR}\n")
+    print(f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"- problem: meta-batch {T}, K={K}+{K}, MLP 1-40-40-1 ReLU, Adam 1e-3, inner lr {LR}")
+    print(f"- {args.repeats} round(s) of every measurement, interleaved; a cell is the median "
+          "(and the range) of the rounds; ratios are taken within a round")
+    if why_not_compiled:
+        print(f"- (e) compiled: {why_not_compiled}")
+    print()
     data = batches(20, device)
     tasks = make_sinusoid_tasks(n_tasks=200, n_samples=2 * K, random_state=0)
-    loops = {"(a) tutorial loop": loop_tutorial, "(b) functional loop": loop_functional,
-             "(c) higher": loop_higher}
-    rows = []
-    for first_order in (False, True):
-        for steps in (1, 5):
-            ours, setup = sklmeta_rate(device, steps, first_order, tasks)
-            flops = flops_per_meta_step(steps, first_order)
-            row = {"order": "first" if first_order else "second", "steps": steps,
-                   "sklmeta": ours, "setup": setup, "gflops": flops * ours / 1e9}
-            for name, make in loops.items():
-                step = make(device, steps, first_order, data)
-                row[name] = rate(step, data, args.seconds) if step is not None else None
-            rows.append(row)
-            print(f"done: {row['order']}-order, {steps} step(s)", file=sys.stderr, flush=True)
-    names = list(loops)
-    print("| order | inner steps | sklmeta fit() | " + " | ".join(names)
-          + " | sklmeta / " + " | sklmeta / ".join(n.split()[0] for n in names)
-          + " | achieved GFLOP/s | set-up s |")
-    print("|---|---|---|" + "---|" * (2 * len(names)) + "---|---|")
-    for r in rows:
-        cells = [f"{r[n]:.1f}" if r[n] else "n/a" for n in names]
-        ratios = [f"{r['sklmeta'] / r[n]:.1f}x" if r[n] else "n/a" for n in names]
-        print(f"| {r['order']} | {r['steps']} | {r['sklmeta']:.0f} | " + " | ".join(cells)
-              + " | " + " | ".join(ratios) + f" | {r['gflops']:.2f} | {r['setup']:.2f} |")
+    configs = [(first_order, steps) for first_order in (False, True) for steps in (1, 5)]
     small = matmul_gflops((T, 2 * K, 40), (T, 40, 40), device)
+    rows = {c: {"sklmeta": [], "setup": [], **{n: [] for n in loops}} for c in configs}
+    made, compile_s = {}, {}
+    for _ in range(args.repeats):
+        for first_order, steps in configs:
+            row = rows[first_order, steps]
+            ours, setup = sklmeta_rate(device, steps, first_order, tasks)
+            row["sklmeta"].append(ours)
+            row["setup"].append(setup)
+            for name, make in loops.items():
+                key = (name, first_order, steps)
+                if key not in made:  # built once: compiled loops compile once
+                    made[key] = make(device, steps, first_order, data)
+                    if made[key] is not None and "compiled" in name:
+                        compile_s[first_order, steps] = (made[key].compile_s,
+                                                         made[key].max_diff)
+                step = made[key]
+                row[name].append(rate(step, data, args.seconds) if step is not None else None)
+            print(f"done: {'first' if first_order else 'second'}-order, {steps} step(s)",
+                  file=sys.stderr, flush=True)
+    names = list(loops)
+    print("Meta-steps per second:\n")
+    print("| order | inner steps | sklmeta fit() | " + " | ".join(names) + " | set-up s |")
+    print("|---|---|---|" + "---|" * len(names) + "---|")
+    for (first_order, steps), r in rows.items():
+        print(f"| {'first' if first_order else 'second'} | {steps} | {_cell(r['sklmeta'])} | "
+              + " | ".join(_cell(r[n]) for n in names) + f" | {_cell(r['setup'], '{:.2f}')} |")
+    print("\nsklmeta fit() against each (ratios of the same round), and against the "
+          "arithmetic bound:\n")
+    short = [n.split(")")[0] + ")" + (" compiled" if "compiled" in n else "") for n in names]
+    print("| order | inner steps | " + " | ".join(f"/ {s}" for s in short)
+          + " | FLOPs per step | bound steps/s | bound / sklmeta | achieved GFLOP/s |"
+          + (" compile s |" if "(e) torch.func compiled" in loops else ""))
+    print("|---|---|" + "---|" * len(names) + "---|---|---|---|"
+          + ("---|" if "(e) torch.func compiled" in loops else ""))
+    for (first_order, steps), r in rows.items():
+        flops = flops_per_meta_step(steps, first_order)
+        bound = small * 1e9 / flops
+        ratios = []
+        for n in names:
+            pairs = [a / b for a, b in zip(r["sklmeta"], r[n]) if b]
+            ratios.append(_cell(pairs, "{:.1f}x") if pairs else "n/a")
+        line = (f"| {'first' if first_order else 'second'} | {steps} | " + " | ".join(ratios)
+                + f" | {flops / 1e6:.2f} M | {bound:.0f} | "
+                + _cell([bound / x for x in r["sklmeta"]], "{:.1f}x")
+                + f" | {_cell([flops * x / 1e9 for x in r['sklmeta']], '{:.2f}')} |")
+        if "(e) torch.func compiled" in loops:
+            seconds, diff = compile_s.get((first_order, steps), (float("nan"), float("nan")))
+            line += f" {seconds:.0f} (meta-gradient vs eager: max diff {diff:.1e}) |"
+        print(line)
     big = matmul_gflops((512, 512), (512, 512), device)
-    print(f"\nMeta-steps per second. Machine: {small:.1f} GFLOP/s on this problem's batched "
-          f"matmuls ([{T}, {2 * K}, 40] @ [{T}, 40, 40]), {big:.1f} GFLOP/s on a 512x512 GEMM. "
+    print(f"\nMachine: {small:.1f} GFLOP/s on this problem's batched matmuls "
+          f"([{T}, {2 * K}, 40] @ [{T}, 40, 40]), {big:.1f} GFLOP/s on a 512x512 GEMM; the "
+          "bound is a meta-step's FLOPs (torch.utils.flop_counter) at the first figure. "
           "(a) cannot be second-order (in-place optimizer steps). Set-up: one-off time of a "
-          "fit (input validation, first-epoch warm-up), reported apart from the rate.")
+          "fit (input validation, first-epoch warm-up), apart from the rate; compile s: the "
+          "first call of (e) compiled, whose meta-gradient is compared with the eager one's.")
+    if args.only_loops:
+        return
     seconds = batched_evaluation(device)
     print(f"\nBatched evaluation: adapt + predict + score of 1,000 digits episodes (3-way 5-shot, "
           f"MLP 64-64-64-3) with meta.score: {seconds:.2f} s.")

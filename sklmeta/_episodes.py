@@ -334,25 +334,57 @@ class EpisodeSampler:
         that pool's sorted classes, of each class drawn ``[n, ways]``.
         """
         ways = self.n_way or 1
-        need = self.k + self.q
-        pools = rng.randint(len(self.counts), size=n)
+        if n * ways * self._longest > self._MAX_KEYS:
+            return self._draw_looped(rng, n, with_classes)
+        return self.draw_many(rng, [n], with_classes)
+
+    def draw_many(self, rng, sizes, with_classes=False):
+        """The episodes of consecutive :meth:`draw` calls of ``sizes``, at once.
+
+        The random numbers are taken from ``rng`` in the very order those calls
+        take them, so the episodes are the same, concatenated; only the
+        arithmetic on them is done once for all. Sizes whose keys would exceed
+        ``_MAX_KEYS`` are drawn by :meth:`draw`, one call each.
+        """
+        ways = self.n_way or 1
+        if any(n * ways * self._longest > self._MAX_KEYS for n in sizes):
+            parts = [self.draw(rng, n, with_classes=True) for n in sizes]
+            out = tuple(np.concatenate(p) for p in zip(*parts))
+            return out if with_classes else out[0]
+        pools, class_keys, keys = [], [], []
+        for n in sizes:  # the order draw() takes them in
+            pools.append(rng.randint(len(self.counts), size=n))
+            if self.n_way:
+                class_keys.append(rng.random_sample((n, self.counts.shape[1])))
+            keys.append(rng.random_sample((n, ways, self._longest)))
+        pools = np.concatenate(pools)
         counts = self.counts[pools]  # [n, classes]
-        if self.n_way:
-            keys = rng.random_sample(counts.shape)
-            keys[counts == 0] = np.inf  # a pool may have fewer classes than the widest
-            classes = np.argsort(keys, axis=1)[:, :ways]
-        else:
-            classes = np.zeros((n, 1), dtype=np.int64)
+        classes = self._classes(counts, np.concatenate(class_keys) if self.n_way else None)
         chosen = np.take_along_axis(counts, classes, axis=1)  # rows of each drawn class
-        if n * ways * self._longest <= self._MAX_KEYS:
-            keys = rng.random_sample((n, ways, self._longest))
-            keys[np.arange(self._longest) >= chosen[..., None]] = np.inf
-            pick = np.argsort(keys, axis=-1)[..., :need]
-        else:
-            pick = np.stack([
-                np.stack([rng.choice(m, need, replace=False) for m in per_episode])
-                for per_episode in chosen
-            ])
+        keys = np.concatenate(keys)
+        keys[np.arange(self._longest) >= chosen[..., None]] = np.inf
+        pick = np.argsort(keys, axis=-1)[..., : self.k + self.q]
+        return self._rows(pools, classes, pick, with_classes)
+
+    def _classes(self, counts, keys):
+        if keys is None:
+            return np.zeros((len(counts), 1), dtype=np.int64)
+        keys[counts == 0] = np.inf  # a pool may have fewer classes than the widest
+        return np.argsort(keys, axis=1)[:, : self.n_way]
+
+    def _draw_looped(self, rng, n, with_classes):
+        pools = rng.randint(len(self.counts), size=n)
+        counts = self.counts[pools]
+        classes = self._classes(counts, rng.random_sample(counts.shape) if self.n_way else None)
+        chosen = np.take_along_axis(counts, classes, axis=1)
+        need = self.k + self.q
+        pick = np.stack([
+            np.stack([rng.choice(m, need, replace=False) for m in per_episode])
+            for per_episode in chosen
+        ])
+        return self._rows(pools, classes, pick, with_classes)
+
+    def _rows(self, pools, classes, pick, with_classes):
         start = self.offsets[pools[:, None], classes]  # [n, ways]
         rows = self.order[start[..., None] + pick]
         return (rows, pools, classes) if with_classes else rows

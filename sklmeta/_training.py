@@ -100,8 +100,17 @@ class EpisodeTensors:
         with a ``class_index`` (``label_mode="fixed"``) each class keeps its own
         label instead.
         """
-        rows, pools, classes = self.sampler.draw(rng, n, with_classes=True)
+        return next(self.draw_many(rng, [n]))
+
+    def draw_many(self, rng, sizes):
+        """The batches of consecutive :meth:`draw` calls of ``sizes``, drawn at once.
+
+        The same episodes as those calls (the sampler takes the random numbers in
+        their order), gathered in one indexing each; the batches are views of it.
+        """
+        rows, pools, classes = self.sampler.draw_many(rng, sizes, with_classes=True)
         support, query = (torch.from_numpy(r) for r in self.sampler.split(rows))
+        n = len(rows)
         if self.class_index is not None:
             labels = self.class_index[torch.from_numpy(pools)[:, None], torch.from_numpy(classes)]
             ys = labels.repeat_interleave(self.sampler.k, dim=1)
@@ -112,7 +121,24 @@ class EpisodeTensors:
             yq = ways.repeat_interleave(self.sampler.q).expand(n, -1)
         else:
             ys, yq = self.y[support], self.y[query]
-        return self.X[support], ys, self.X[query], yq
+        xs, xq = self.X[support], self.X[query]
+        start = 0
+        for size in sizes:
+            part = slice(start, start + size)
+            start += size
+            yield xs[part], ys[part], xq[part], yq[part]
+
+    def chunk(self, batch_size):
+        """How many meta-batches of ``batch_size`` :meth:`draw_many` draws at once:
+        as many as fit in ``_CHUNK_VALUES`` gathered values and as many random keys
+        as the sampler draws in one batch (so a few MB at most), at least one."""
+        s = self.sampler
+        rows = (s.n_way or 1) * (s.k + s.q)
+        values = batch_size * rows * (self.X.shape[-1] + 1)
+        keys = batch_size * (s.n_way or 1) * s._longest + batch_size * s.counts.shape[1]
+        return max(1, min(self._CHUNK_VALUES // values, s._MAX_KEYS // keys))
+
+    _CHUNK_VALUES = 1 << 20  # floats of episodes drawn at once (4 MB)
 
 
 def episode_tensors(pools, n_way, splitter, width, scaling, label_classes=None):
@@ -145,14 +171,18 @@ class EpisodeDataset(torch.utils.data.Dataset):
 
     ``fixed=False`` (training): fresh episodes every epoch, drawn from a
     ``RandomState`` seeded by ``(seed, epoch)``, so a fit is reproducible, never
-    holds more than one meta-batch of episodes, and an epoch's episodes do not
+    holds more than a few MB of episodes, and an epoch's episodes do not
     depend on how many epochs ran before it in this process: a meta-training
     resumed from a checkpoint at epoch ``e`` draws the very episodes an
     uninterrupted run draws in epoch ``e + 1``. :class:`MetaNet` sets ``epoch``
     (1-based, skorch's count, which counts a loaded history) as each epoch
     begins. ``fixed=True`` (validation): the same episodes at every pass, drawn
-    again from ``seed`` a meta-batch at a time, so the monitored score moves only
-    with the weights and memory holds one meta-batch, not every episode.
+    again from ``seed`` at every pass, so the monitored score moves only with
+    the weights and memory holds a few MB of episodes, not every episode.
+
+    Several meta-batches are drawn at once (:meth:`EpisodeTensors.draw_many`,
+    up to :meth:`EpisodeTensors.chunk` of them): the very episodes that drawing
+    them one at a time gives, for a fraction of the per-batch cost.
     """
 
     def __init__(self, pools, n_episodes, seed, fixed=False):
@@ -174,9 +204,12 @@ class EpisodeDataset(torch.utils.data.Dataset):
         else:
             key = [self.seed, self.epoch] + ([self.process] if self.process else [])
         rng = np.random.RandomState(key)
-        for start in range(0, self.n_episodes, batch_size):
-            xs, ys, xq, yq = self.pools.draw(rng, min(batch_size, self.n_episodes - start))
-            yield {"xs": xs, "ys": ys, "xq": xq}, yq
+        sizes = [min(batch_size, self.n_episodes - start)
+                 for start in range(0, self.n_episodes, batch_size)]
+        per_draw = self.pools.chunk(batch_size)
+        for at in range(0, len(sizes), per_draw):
+            for xs, ys, xq, yq in self.pools.draw_many(rng, sizes[at: at + per_draw]):
+                yield {"xs": xs, "ys": ys, "xq": xq}, yq
 
 
 class EpisodeLoader:
@@ -262,6 +295,33 @@ class MetaNet(NeuralNet):
         return self.algorithm.query_outputs(self.module_, xs, ys, xq, loss=self.criterion_,
                                             training=training)
 
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        """skorch's epoch; a training epoch checks finiteness once, at its end.
+
+        With an optimizer that takes a ``found_inf`` flag (a fused Adam or SGD:
+        the default on CPU and CUDA), each meta-step only folds its loss and
+        gradients into that device flag, with no host synchronisation; once set,
+        the optimizer skips every later update (weights, moments and step
+        counts), so the weights stay those of the last finite step, and the
+        epoch raises :class:`MetaTrainingDiverged` as it ends, naming that step.
+        """
+        watch = _FiniteWatch.of(self.optimizer_) if training else None
+        if watch is not None:
+            watch.params = list(self.module_.parameters())  # fixed for the epoch
+        self._finite_watch = watch
+        try:
+            super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
+        finally:
+            self._finite_watch = None
+            if watch is not None:
+                watch.release()
+                if watch.diverged():
+                    step = watch.finite_steps() + 1
+                    batches = self.history[-1, "batches"]
+                    loss = (batches[step - 1].get("train_loss", math.nan)
+                            if step <= len(batches) else math.nan)
+                    self._diverged(step, loss)  # also over a Ctrl-C in the epoch
+
     def train_step_single(self, batch, **fit_params):
         """One meta-step: the algorithm's meta-loss, then this net's own backward."""
         self._set_training(True)
@@ -275,20 +335,32 @@ class MetaNet(NeuralNet):
         return {"loss": loss, "y_pred": out}
 
     def _check_finite(self, loss):
-        """Stop, before the optimizer step, at a NaN or infinite meta-loss or gradient."""
-        grads = [p.grad.sum() for p in self.module_.parameters() if p.grad is not None]
-        total = loss.detach() + (torch.stack(grads).sum() if grads else 0.0)
-        if torch.isfinite(total):
+        """Stop, before the optimizer step, at a NaN or infinite meta-loss or gradient.
+
+        In a training epoch whose optimizer takes a ``found_inf`` flag, only fold
+        this step into the flag (see :meth:`run_single_epoch`); otherwise check now.
+        """
+        watch = getattr(self, "_finite_watch", None)
+        params = self.module_.parameters() if watch is None else watch.params
+        tensors = [p.grad for p in params if p.grad is not None]
+        tensors.append(loss.detach().reshape(1))
+        if watch is not None:
+            watch.fold(tensors)
             return
-        what = "meta-loss" if not torch.isfinite(loss) else "meta-gradient"
+        if _any_non_finite(tensors):
+            self._diverged(len(self.history[-1, "batches"]) if len(self.history) else 1,
+                           loss.item())
+
+    def _diverged(self, step, loss):
+        what = "meta-loss" if not math.isfinite(loss) else "meta-gradient"
         steps = getattr(self.algorithm, "steps", None)
         inner_lr = steps.inner_lr if steps is not None else None
         advice = (f"inner_lr (now {inner_lr}) or meta_lr (now {self.lr})" if inner_lr
                   else f"meta_lr (now {self.lr})")
         raise MetaTrainingDiverged(
             f"Meta-training diverged at epoch {len(self.history)}, meta-step "
-            f"{len(self.history[-1, 'batches'])} of the epoch: the {what} is not finite "
-            f"(loss {loss.item():.4g}). The meta-parameters are those of the last finite "
+            f"{step} of the epoch: the {what} is not finite "
+            f"(loss {loss:.4g}). The meta-parameters are those of the last finite "
             f"step; try a smaller {advice}."
         )
 
@@ -323,6 +395,80 @@ class MetaNet(NeuralNet):
             totals["valid_acc"] += (acc or 0.0) * size
             n += size
         return {k: v / n for k, v in totals.items()}
+
+
+def _fold_non_finite(tensors, found, one):
+    """Set ``found`` (a 0-d float tensor) if any of ``tensors`` is not finite.
+
+    ``torch.amp``'s own check: one fused pass over the tensors, no host sync
+    (its unscaling multiplies by ``one``, which changes no value).
+    """
+    groups = {}
+    for t in tensors:
+        groups.setdefault(t.dtype, []).append(t)
+    for group in groups.values():
+        torch._amp_foreach_non_finite_check_and_unscale_(group, found, one)
+
+
+def _any_non_finite(tensors):
+    """Whether any of ``tensors`` holds a NaN or an infinity (one host sync)."""
+    device = tensors[0].device
+    if device.type in ("cpu", "cuda") and all(t.device == device for t in tensors):
+        found = torch.zeros((), device=device)
+        _fold_non_finite(tensors, found, torch.ones((), device=device))
+        return bool(found)
+    return not all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
+class _FiniteWatch:
+    """A training epoch's device flag, set at its first non-finite meta-step.
+
+    The flag is the optimizer's ``found_inf`` (what ``torch.amp.GradScaler``
+    hands a fused optimizer): while it is set, the fused step changes nothing.
+    ``count`` counts, on the device, the steps before the first non-finite
+    one. :meth:`of` gives None where the optimizer cannot take the flag (not
+    fused, wrapped, already given one, or parameters on several or other
+    devices): the net then checks every step on the host.
+    """
+
+    def __init__(self, optimizer, device):
+        self.optimizer, self.device = optimizer, device
+        self.found = torch.zeros((), device=device)
+        self.count = torch.zeros((), device=device)
+        self.one = torch.ones((), device=device)
+        optimizer.found_inf = self.found
+
+    @classmethod
+    def of(cls, optimizer):
+        # torch's own fused steps honour found_inf; a wrapper (accelerate's) would not
+        if not (isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD))
+                and getattr(optimizer, "_step_supports_amp_scaling", False)
+                and getattr(optimizer, "found_inf", None) is None
+                and getattr(optimizer, "grad_scale", None) is None):
+            return None
+        devices = {p.device for g in optimizer.param_groups for p in g["params"]}
+        if len(devices) != 1 or next(iter(devices)).type not in ("cpu", "cuda"):
+            return None
+        return cls(optimizer, devices.pop())
+
+    def fold(self, tensors):
+        """Fold one meta-step's loss and gradients into the flag and the count."""
+        if any(t.device != self.device for t in tensors):
+            if _any_non_finite(tensors):
+                self.found.fill_(1.0)
+        else:
+            _fold_non_finite(tensors, self.found, self.one)
+        self.count.add_(1).sub_(self.found)  # the flag stays set: counting stops there
+
+    def release(self):
+        if getattr(self.optimizer, "found_inf", None) is self.found:
+            del self.optimizer.found_inf
+
+    def diverged(self):
+        return bool(self.found)
+
+    def finite_steps(self):
+        return int(self.count.item())
 
 
 class RandomStartEarlyStopping(EarlyStopping):

@@ -1,0 +1,175 @@
+"""The meta-step inside fit(): no host synchronisation of its own, divergence still caught."""
+
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+from conftest import small_classifier, small_regressor
+
+from sklmeta import ProtoNetClassifier, TaskSplitter
+from sklmeta._core import EpisodeLoss
+from sklmeta._core.algorithms import maml as MAML
+from sklmeta._episodes import EpisodeSampler
+from sklmeta._training import EpisodeTensors, MetaNet, MetaTrainingDiverged
+
+
+class HostReads:
+    """Counts tensor-to-host reads (``bool``, ``item``, ``float``, ``int``, ``tolist``)
+    made inside ``MetaNet.train_step_single``, i.e. by sklmeta's own meta-step."""
+
+    names = ("__bool__", "item", "__float__", "__int__", "tolist")
+
+    def __init__(self):
+        self.inside, self.reads, self.steps = False, 0, 0
+
+    def __enter__(self):
+        self.patches = [mock.patch.object(torch.Tensor, name, self._counting(name))
+                        for name in self.names]
+        original = MetaNet.train_step_single
+
+        def step(net, *args, **kwargs):
+            self.inside, self.steps = True, self.steps + 1
+            try:
+                return original(net, *args, **kwargs)
+            finally:
+                self.inside = False
+
+        self.patches.append(mock.patch.object(MetaNet, "train_step_single", step))
+        for p in self.patches:
+            p.start()
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.patches:
+            p.stop()
+
+    def _counting(self, name):
+        original = getattr(torch.Tensor, name)
+
+        def read(tensor, *args, **kwargs):
+            if self.inside:
+                self.reads += 1
+            return original(tensor, *args, **kwargs)
+
+        return read
+
+
+@pytest.mark.parametrize("make", [small_regressor, small_classifier])
+def test_a_meta_step_reads_nothing_back_to_the_host(make, sine_tasks, class_tasks):
+    # The finiteness check used to read a flag back every meta-step (a device sync
+    # on a GPU); it now folds into a device flag that the epoch reads once.
+    tasks = sine_tasks if make is small_regressor else class_tasks
+    meta = make(max_epochs=3, early_stopping=False)
+    with HostReads() as reads:
+        meta.fit(tasks)
+    assert reads.steps == 3 * 4  # 16 episodes an epoch, 4 a meta-batch
+    assert reads.reads == 0
+
+
+def test_same_weights_as_a_step_by_step_check(sine_tasks):
+    # The device flag changes nothing on a finite run: bit for bit the weights of
+    # the same fit checked on the host every step.
+    fused = small_regressor(max_epochs=3, early_stopping=False).fit(sine_tasks)
+    with mock.patch("sklmeta._training._FiniteWatch.of", return_value=None):
+        checked = small_regressor(max_epochs=3, early_stopping=False).fit(sine_tasks)
+    for a, b in zip(fused.module_.parameters(), checked.module_.parameters()):
+        assert torch.equal(a, b)
+
+
+class NaNGradient(torch.nn.Module):
+    """Finite outputs, NaN gradients: sqrt's infinite slope at 0 times a zero."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(10, 4)
+
+    def forward(self, x):
+        h = self.linear(x)
+        return h + torch.sqrt(torch.relu(h) * 0.0)
+
+
+def test_a_non_finite_gradient_under_a_finite_loss_is_caught(class_tasks):
+    splitter = TaskSplitter(n_way=2, k_shot=3, n_query=3, n_tasks=16, random_state=0)
+    meta = ProtoNetClassifier(task_splitter=splitter, module=NaNGradient(), max_epochs=3,
+                              early_stopping=False, random_state=0)
+    with pytest.raises(MetaTrainingDiverged,
+                       match=r"epoch 1, meta-step 1 of the epoch: the meta-gradient is not "
+                             r"finite \(loss [0-9.]+\)"):
+        meta.fit(class_tasks)
+    # every later step of the epoch was skipped: weights, and the optimizer's state
+    assert torch.equal(meta.module_.linear.weight, meta.module.linear.weight)
+    state = meta.net_.optimizer_.state_dict()["state"]
+    assert all(float(s["step"]) == 0 for s in state.values())
+    assert not hasattr(meta.net_.optimizer_, "found_inf")
+
+
+def test_divergence_in_a_later_step_keeps_that_steps_weights(sine_tasks):
+    # NaN targets from the third meta-step on: the weights after exactly two steps
+    calls = []
+
+    def poison(net, batch, **kwargs):
+        calls.append(1)
+        if len(calls) >= 3:
+            Xi, yq = batch
+            batch = (Xi, torch.full_like(yq, float("nan")))
+        return original(net, batch, **kwargs)
+
+    original = MetaNet.train_step_single
+    meta = small_regressor(max_epochs=1, early_stopping=False)
+    with mock.patch.object(MetaNet, "train_step_single", poison), \
+            pytest.raises(MetaTrainingDiverged, match=r"epoch 1, meta-step 3 .* meta-loss is "
+                                                      r"not finite \(loss nan\)"):
+        meta.fit(sine_tasks)
+    diverged = [p.detach().clone() for p in meta.module_.parameters()]
+    two = small_regressor(max_epochs=1, early_stopping=False,
+                          task_splitter=TaskSplitter(k_shot=5, n_query=5, n_tasks=8,
+                                                     random_state=0)).fit(sine_tasks)
+    # same seeds, same first two meta-batches: the same weights
+    assert len(two.history_[-1, "batches"]) == 2
+    for a, b in zip(diverged, two.module_.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_a_step_outside_an_epoch_is_checked_at_once():
+    # train_step_single called on its own (no epoch, no device flag): checked on the spot
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    algorithm = MAML(inner_lr=0.1, inner_steps=1, adapt_steps=1)
+    net = MetaNet(algorithm.learner(model, 3), criterion=EpisodeLoss,
+                  criterion__task="regression", algorithm=algorithm, train_split=None)
+    net.initialize()
+    xs, ys, xq = torch.randn(2, 5, 3), torch.randn(2, 5), torch.randn(2, 5, 3)
+    yq = torch.full((2, 5), float("inf"))
+    with pytest.raises(MetaTrainingDiverged, match=r"meta-step 1 .* meta-loss is not finite "
+                                                   r"\(loss inf\)"):
+        net.train_step_single(({"xs": xs, "ys": ys, "xq": xq}, yq))
+    net.optimizer_.zero_grad()
+    out = net.train_step_single(({"xs": xs, "ys": ys, "xq": xq}, torch.zeros(2, 5)))
+    assert np.isfinite(out["loss"].item())
+
+
+
+def test_meta_batches_drawn_at_once_are_those_drawn_one_at_a_time():
+    y = [np.repeat(np.arange(4), 10), np.repeat(np.arange(3), 12)]
+    sampler = EpisodeSampler(y, [40, 36], n_way=2, k_shot=2, n_query=3)
+    tensors = EpisodeTensors([torch.randn(40, 3), torch.randn(36, 3)], y, sampler,
+                             "classification", class_index=np.array([[0, 1, 2, 3], [0, 1, 2, 0]]))
+    one, many = np.random.RandomState(7), np.random.RandomState(7)
+    singly = [tensors.draw(one, n) for n in (5, 5, 2)]
+    at_once = list(tensors.draw_many(many, [5, 5, 2]))
+    assert len(at_once) == 3
+    for a, b in zip(singly, at_once):
+        assert all(torch.equal(u, v) for u, v in zip(a, b))
+    assert one.randint(10**9) == many.randint(10**9)  # the stream continues alike
+    assert tensors.chunk(4) > 1  # small episodes: several meta-batches a draw
+
+
+def test_a_fit_draws_each_epochs_meta_batches_in_one_go(sine_tasks):
+    # 16 episodes of 4: one draw an epoch, not four; and the episodes as before
+    meta = small_regressor(max_epochs=2, early_stopping=False)
+    with mock.patch.object(EpisodeTensors, "draw_many", autospec=True,
+                           side_effect=EpisodeTensors.draw_many) as drawn:
+        meta.fit(sine_tasks)
+    assert drawn.call_count == 2
+    assert [len(c.args[2]) for c in drawn.call_args_list] == [4, 4]
