@@ -29,6 +29,14 @@ class ANILClassifier(GradientBased, MetaClassifierBase):
         A network to use instead of the MLP (deep-copied at fit). It maps
         ``[n, n_features]`` to ``[n, n_way]`` (classifiers), ``[n, 1]``
         (regressors), or to an embedding of any width (ProtoNet).
+    input_skip : bool, default=True
+        The default network's body is the MLP's hidden layers beside
+        ``tanh(x)`` (the standardised inputs, bounded), and its head, the layer
+        the inner loop adapts, starts at zero: adaptation starts as a linear
+        model on the inputs and the body's features, so even a body that
+        meta-training cannot improve (few training classes) leaves a linear
+        model of the inputs. False: the plain MLP, its head drawn at random.
+        Not used with ``module``.
     inner_lr : float, default=0.4
         Step size of the inner loop (training and adaptation). Read when
         adapting, so it can be changed with ``set_params`` after meta-training.
@@ -147,16 +155,18 @@ class ANILClassifier(GradientBased, MetaClassifierBase):
     >>> meta = ANILClassifier(task_splitter=splitter, max_epochs=2, random_state=0).fit(tasks)
     >>> X, y = tasks[0]
     >>> clf = meta.adapt(X[:10], y[:10])
-    >>> bool((clf.params_["0.weight"] == meta.module_[0].weight).all())  # body unchanged
+    >>> body = meta.module_[0].mlp[0].weight  # the skip network's first hidden layer
+    >>> bool((clf.params_["0.mlp.0.weight"] == body).all())  # body unchanged
     True
     """
 
     _parameter_constraints = {**MetaClassifierBase._parameter_constraints,
-                              **GRADIENT_CONSTRAINTS}
+                              **GRADIENT_CONSTRAINTS, "input_skip": ["boolean"]}
 
 
     def __init__(self, *, task_splitter=None, hidden_layer_sizes=(40, 40), activation="relu",
-                 module=None, inner_lr=0.4, inner_steps=5, adapt_steps=None, first_order=False,
+                 module=None, input_skip=True, inner_lr=0.4, inner_steps=5, adapt_steps=None,
+                 first_order=False,
                  meta_lr=0.001, meta_batch_size=16, max_meta_steps=2000,
                  validation_interval=100, max_epochs=None, early_stopping="auto",
                  validation_fraction=0.2, n_iter_no_change=10, standardize="auto",
@@ -166,6 +176,7 @@ class ANILClassifier(GradientBased, MetaClassifierBase):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.module = module
+        self.input_skip = input_skip
         self.inner_lr = inner_lr
         self.inner_steps = inner_steps
         self.adapt_steps = adapt_steps
@@ -185,6 +196,9 @@ class ANILClassifier(GradientBased, MetaClassifierBase):
         self.device = device
         self.accelerator = accelerator
         self.random_state = random_state
+
+    def _default_skip(self):
+        return "head" if self.input_skip else None
 
     def __sklmeta_algorithm__(self):
         return algorithms.anil(**self._inner_options(), first_order=self.first_order)
@@ -211,6 +225,14 @@ class ANILRegressor(GradientBased, MetaRegressorBase):
         A network to use instead of the MLP (deep-copied at fit). It maps
         ``[n, n_features]`` to ``[n, n_way]`` (classifiers), ``[n, 1]``
         (regressors), or to an embedding of any width (ProtoNet).
+    input_skip : bool, default=True
+        The default network's body is the MLP's hidden layers beside
+        ``tanh(x)`` (the standardised inputs, bounded), and its head, the layer
+        the inner loop adapts, starts at zero: adaptation starts as a linear
+        model on the inputs and the body's features, so even a body that
+        meta-training cannot improve (few training classes) leaves a linear
+        model of the inputs. False: the plain MLP, its head drawn at random.
+        Not used with ``module``.
     inner_lr : float, default=0.1
         Step size of the inner loop (training and adaptation). Read when
         adapting, so it can be changed with ``set_params`` after meta-training.
@@ -325,11 +347,12 @@ class ANILRegressor(GradientBased, MetaRegressorBase):
     """
 
     _parameter_constraints = {**MetaRegressorBase._parameter_constraints,
-                              **GRADIENT_CONSTRAINTS}
+                              **GRADIENT_CONSTRAINTS, "input_skip": ["boolean"]}
 
 
     def __init__(self, *, task_splitter=None, hidden_layer_sizes=(40, 40), activation="relu",
-                 module=None, inner_lr=0.1, inner_steps=5, adapt_steps=None, first_order=False,
+                 module=None, input_skip=True, inner_lr=0.1, inner_steps=5, adapt_steps=None,
+                 first_order=False,
                  meta_lr=0.001, meta_batch_size=16, max_meta_steps=2000,
                  validation_interval=100, max_epochs=None, early_stopping="auto",
                  validation_fraction=0.2, n_iter_no_change=10, standardize="auto",
@@ -338,6 +361,7 @@ class ANILRegressor(GradientBased, MetaRegressorBase):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.module = module
+        self.input_skip = input_skip
         self.inner_lr = inner_lr
         self.inner_steps = inner_steps
         self.adapt_steps = adapt_steps
@@ -356,6 +380,9 @@ class ANILRegressor(GradientBased, MetaRegressorBase):
         self.device = device
         self.accelerator = accelerator
         self.random_state = random_state
+
+    def _default_skip(self):
+        return "head" if self.input_skip else None
 
     def __sklmeta_algorithm__(self):
         return algorithms.anil(**self._inner_options(), first_order=self.first_order)
