@@ -133,7 +133,7 @@ def network(module, n_features, n_outputs, hidden_layer_sizes, activation, seed,
     """A fit's network: a default network seeded by ``seed``, or a copy of ``module``.
 
     ``skip`` chooses the default network: None, the plain MLP (:func:`make_mlp`);
-    "embedding", ProtoNet's :func:`make_skip_mlp` embedding ``[tanh(x), mlp(x)]``
+    "embedding", ProtoNet's :func:`make_skip_mlp` embedding ``[g * tanh(x), mlp(x)]``
     of width ``n_features + n_outputs``; "head", ANIL's: the plain MLP's hidden
     layers beside ``tanh(x)``, then a zero ``Linear`` head of ``n_outputs``
     (without hidden layers, the plain MLP: a linear model, nothing to skip).
