@@ -7,11 +7,14 @@ regression (K=5), the shared-structure classification family (2-way 5-shot on
 held-out tasks), unseen digit classes (3-way 5-shot on digits 6-9 after
 meta-training on 0-5) and gapminder life expectancy (a country per task, K=5
 support years, MSE in units of the target's variance). ProtoNet, which has no
-inner loop, runs once with its defaults. Every row of a family is scored on the
-same episodes; the current default of each learner is marked.
+inner loop, runs once with its defaults; 1-NN, logistic regression and a
+random forest fit on each support set are the classification baselines. Every
+row of a family is scored on the same episodes; the current default of each
+learner is marked.
 
     python benchmarks/defaults_sweep.py            # ~30-40 minutes on 2 cores
     python benchmarks/defaults_sweep.py --quick    # a smoke run
+    python benchmarks/defaults_sweep.py --families digits --learners ANIL ProtoNet
 """
 
 import argparse
@@ -23,6 +26,9 @@ import numpy as np
 import torch
 from _machine import machine_line, versions_line  # benchmarks/: the script's own folder
 from sklearn.datasets import load_digits
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
 
 import sklmeta
 from sklmeta import TaskSplitter
@@ -33,7 +39,7 @@ GRIDS = {  # name -> (classifier, regressor, inner_lr values, inner_steps values
     "MAML": ("MAMLClassifier", "MAMLRegressor", (0.01, 0.1, 0.4), (1, 5)),
     "Meta-SGD": ("MetaSGDClassifier", "MetaSGDRegressor", (0.01, 0.1, 0.4), (1, 5)),
     "ANIL": ("ANILClassifier", "ANILRegressor", (0.01, 0.1, 0.4), (1, 5)),
-    "Reptile": ("ReptileClassifier", "ReptileRegressor", (0.01, 0.1), (5, 10)),
+    "Reptile": ("ReptileClassifier", "ReptileRegressor", (0.1, 0.2, 0.4), (5, 10)),
     "ProtoNet": ("ProtoNetClassifier", None, (), ()),
 }
 
@@ -81,6 +87,9 @@ def gapminder(seed, quick):
             (X[test], y[test], g[test], evaluation), "regression", variance)
 
 
+BASELINES = {"1-NN": KNeighborsClassifier(1), "logistic regression": LogisticRegression(),
+             "RandomForest": RandomForestClassifier(n_estimators=50, random_state=0)}
+
 FAMILIES = {"sinusoid": sinusoid, "shared-structure": shared_structure, "digits": digits,
             "gapminder": gapminder}
 
@@ -101,13 +110,13 @@ def settings(name, task, quick):
         yield cls, extra, is_default
 
 
-def run_family(family, seed, quick):
+def run_family(family, seed, quick, learners=tuple(GRIDS)):
     built = FAMILIES[family](seed, quick)
     fit_args, train_splitter, (X, y, groups, test), task = built[:4]
     variance = built[4] if len(built) > 4 else 1.0
     episodes = list(test.split(X, y, groups))
     rows = []
-    for name in GRIDS:
+    for name in learners:
         for cls, extra, is_default in settings(name, task, quick):
             params = dict(task_splitter=train_splitter, random_state=seed, **extra)
             if quick:
@@ -131,6 +140,12 @@ def run_family(family, seed, quick):
             values = values * 100 if task == "classification" else -values / variance
             rows.append((name, extra, is_default, mean_ci(values), seconds,
                          meta.n_meta_steps_, "diverged" if diverged else meta.best_epoch_))
+    if task == "classification":  # the baselines the defaults must beat, on the same episodes
+        for name, est in BASELINES.items():
+            start = time.perf_counter()
+            _, scores = compare({name: est}, X, y, cv=episodes, return_scores=True)
+            rows.append((name, {}, False, mean_ci(scores.score.to_numpy() * 100),
+                         time.perf_counter() - start, "-", "-"))
     return task, rows
 
 
@@ -139,15 +154,19 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--families", nargs="+", choices=list(FAMILIES), default=list(FAMILIES))
+    parser.add_argument("--learners", nargs="+", choices=list(GRIDS), default=list(GRIDS))
     args = parser.parse_args()
     torch.set_num_threads(1)
     print("## The defaults sweep\n")
     print(f"- machine: {machine_line()}; {versions_line()}")
+    subset = "".join(f" --{k} {' '.join(v)}" for k, v in
+                     (("families", args.families), ("learners", args.learners))
+                     if v != list(FAMILIES if k == "families" else GRIDS))
     print(f"- command: `python benchmarks/defaults_sweep.py{' --quick' if args.quick else ''} "
-          f"--seed {args.seed}`; every row of a table on the same 200 episodes; "
+          f"--seed {args.seed}{subset}`; every row of a table on the same 200 episodes; "
           "mean [95% CI]; `*` marks the learner's current default\n")
     for family in args.families:
-        task, rows = run_family(family, args.seed, args.quick)
+        task, rows = run_family(family, args.seed, args.quick, args.learners)
         unit = "accuracy (%)" if task == "classification" else "MSE / Var(y)"
         print(f"### {family}\n\n| learner | inner_lr | inner_steps | {unit} | fit s | "
               "meta-steps | best epoch |\n|---|---|---|---|---|---|---|")

@@ -179,6 +179,10 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
         """Output width the network must have (None: any, e.g. an embedding)."""
         return n_way or 1
 
+    def _default_skip(self):
+        """The default network's skip path (:func:`sklmeta._core.nets.network`'s ``skip``)."""
+        return None
+
     # ------------------------------------------------------------------ checks
     def _check_params(self):
         """Validate every parameter; return the splitter in use."""
@@ -553,7 +557,7 @@ def build_learner(est, n_way, n_features, init_seed=0, device="cpu"):
     :func:`sklmeta.load` checks a file's weights against before building anything.
     """
     module = network(est.module, n_features, est._output_width(n_way), est.hidden_layer_sizes,
-                     est.activation, init_seed, device=device)
+                     est.activation, init_seed, device=device, skip=est._default_skip())
     with torch.device(device):
         return est.__sklmeta_algorithm__().learner(module, n_features)
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import FunctionalInnerLoop, select_inner_loop
+from . import BatchedMLPInnerLoop, FunctionalInnerLoop, inner_loop, select_inner_loop
 from .functional import batch_norms, inner_loop_mode, swap_lock
 
 # Meta-SGD's learned step sizes stay within [0, RATE_BOUND * inner_lr].
@@ -236,23 +236,34 @@ def anil(inner_lr, inner_steps, adapt_steps, first_order=False):
 class Reptile:
     """Reptile (Nichol et al., 2018): move the weights towards the adapted weights.
 
-    Each task is adapted with ``inner_steps`` SGD steps on all its rows (support
-    and query together: Reptile needs no separate query set). The meta-loss is
-    the surrogate ``sum 0.5 ||w - mean(adapted w)||^2`` with the adapted weights
+    Each task is adapted with ``inner_steps`` SGD steps on its rows (support
+    and query together: Reptile needs no separate query set): all of them at
+    every step, or with ``inner_batch_size`` a different mini-batch of that
+    many rows at each step, cycling through them. The meta-loss is the
+    surrogate ``sum 0.5 ||w - mean(adapted w)||^2`` with the adapted weights
     held constant: its gradient is ``w - mean(adapted w)``, which the outer SGD
     step (step size ``meta_lr``) turns into ``w += meta_lr * mean(adapted - w)``.
+
+    Mini-batches matter: Reptile's update contains, to second order, a term that
+    raises the inner product of the gradients of *different* mini-batches of
+    a task (what makes one step generalise within the task); with the same
+    rows at every step that term only sharpens the fit to those rows (Nichol
+    et al., section 5).
 
     Parameters
     ----------
     inner_lr : float
     inner_steps : int
     adapt_steps : int
+    inner_batch_size : int, default=None
+        Rows per inner step in meta-training; None: all of a task's rows.
     """
 
     optimizer = torch.optim.SGD
 
-    def __init__(self, inner_lr, inner_steps, adapt_steps):
+    def __init__(self, inner_lr, inner_steps, adapt_steps, inner_batch_size=None):
         self.steps = GradientSteps(inner_lr, inner_steps, adapt_steps)
+        self.inner_batch_size = inner_batch_size
         self._query_loss = QueryLoss(self.steps)  # validation and adaptation are MAML's
 
     def learner(self, net, n_features):
@@ -261,12 +272,38 @@ class Reptile:
     def query_outputs(self, learner, xs, ys, xq, *, loss, training):
         return self._query_loss.query_outputs(learner, xs, ys, xq, loss=loss, training=training)
 
+    def _adapt_in_batches(self, learner, params, x, y, *, loss):
+        """``inner_steps`` steps, each on the next ``inner_batch_size`` rows of every task."""
+        n, size = x.shape[1], min(self.inner_batch_size, x.shape[1])
+        lr, new = self.steps.inner_lr, None
+        for step in range(self.steps.inner_steps):
+            rows = torch.arange(step * size, (step + 1) * size, device=x.device) % n
+            xb, yb = x[:, rows], y[:, rows]
+            if new is None:  # the shared start: any inner loop
+                new = learner.inner_loop.adapt_many(params, xb, yb, loss=loss, lr=lr, steps=1,
+                                                    training=True)
+                continue
+            if isinstance(learner.inner_loop, BatchedMLPInnerLoop):  # per-task weights
+                with torch.no_grad():
+                    new = learner.inner_loop.adapt(new, xb, yb, loss=loss, lr=lr, steps=1,
+                                                   training=True)
+                continue
+            with torch.no_grad(), swap_lock():  # one step from each task's own weights
+                new = torch.func.vmap(
+                    lambda p, xt, yt: inner_loop(learner.net, p, xt, yt, loss=loss, lr=lr,
+                                                 steps=1, training=True),
+                    randomness="different")(new, xb, yb)
+        return new
+
     def meta_loss(self, learner, xs, ys, xq, yq, *, loss):
         x, y = torch.cat([xs, xq], dim=1), torch.cat([ys, yq], dim=1)
         params = learner.params()
-        new = learner.inner_loop.adapt_many(
-            {k: v.detach() for k, v in params.items()}, x, y, loss=loss,
-            lr=self.steps.inner_lr, steps=self.steps.inner_steps, training=True)
+        detached = {k: v.detach() for k, v in params.items()}
+        if self.inner_batch_size is None:
+            new = learner.inner_loop.adapt_many(detached, x, y, loss=loss, lr=self.steps.inner_lr,
+                                                steps=self.steps.inner_steps, training=True)
+        else:
+            new = self._adapt_in_batches(learner, detached, x, y, loss=loss)
         objective = sum(0.5 * (p - new[k].mean(0)).pow(2).sum() for k, p in params.items())
         # the adapted weights on their own rows
         out = learner.inner_loop.predict_many(new, x, training=True)

@@ -1,12 +1,17 @@
 """Reptile: its meta-estimators, with their parameters and documentation."""
 
+import numbers
+
+from sklearn.utils._param_validation import Interval
+
 from .._base import GRADIENT_CONSTRAINTS, GradientBased, MetaClassifierBase, MetaRegressorBase
 from .._core import algorithms
 
 __all__ = ["ReptileClassifier", "ReptileRegressor"]
 
 # first-order by construction: no first_order parameter
-_CONSTRAINTS = {k: v for k, v in GRADIENT_CONSTRAINTS.items() if k != "first_order"}
+_CONSTRAINTS = {**{k: v for k, v in GRADIENT_CONSTRAINTS.items() if k != "first_order"},
+                "inner_batch_size": [Interval(numbers.Integral, 1, None, closed="left"), None]}
 
 
 class ReptileClassifier(GradientBased, MetaClassifierBase):
@@ -38,13 +43,22 @@ class ReptileClassifier(GradientBased, MetaClassifierBase):
         never used) and predict with the support set's statistics; Dropout is
         on in meta-training only. See the user guide, "Your own network".
     inner_lr : float, default=0.1
+    inner_lr : float, default=0.2
         Step size of the inner loop (training and adaptation). Read when
         adapting, so it can be changed with ``set_params`` after meta-training.
-    inner_steps : int, default=5
+    inner_steps : int, default=10
         Inner gradient steps of each task during meta-training.
     adapt_steps : int, default=None
         Inner steps at adaptation time (``adapt``, ``score``, meta-validation);
         None means ``inner_steps``. Read when adapting, like ``inner_lr``.
+    inner_batch_size : int, default=10
+        Rows per inner step in meta-training: each step takes the next
+        mini-batch of a task's rows (support and query), cycling through them.
+        Reptile's update generalises within a task through the agreement of
+        different mini-batches' gradients, which the same rows at every step
+        do not give (with all rows, 62% on the shared-structure family, about
+        logistic regression's; with 10, 76%). None: all the rows at every
+        step. ``adapt`` uses the whole support set.
     meta_lr : float, default=0.5
         Learning rate of the outer loop: Adam's, or for Reptile the step size of
         its plain SGD outer loop.
@@ -181,8 +195,8 @@ class ReptileClassifier(GradientBased, MetaClassifierBase):
 
 
     def __init__(self, *, task_splitter=None, hidden_layer_sizes=(40, 40), activation="relu",
-                 module=None, inner_lr=0.1, inner_steps=5, adapt_steps=None, meta_lr=0.5,
-                 meta_batch_size=16, max_meta_steps=2000, validation_interval=100,
+                 module=None, inner_lr=0.2, inner_steps=10, adapt_steps=None, inner_batch_size=10,
+                 meta_lr=0.5, meta_batch_size=16, max_meta_steps=2000, validation_interval=100,
                  max_epochs=None, early_stopping="auto", validation_fraction=0.2,
                  n_iter_no_change=10, standardize="auto", label_mode="auto", callbacks=None,
                  verbose=0, device="cpu", accelerator=None, random_state=None,
@@ -194,6 +208,7 @@ class ReptileClassifier(GradientBased, MetaClassifierBase):
         self.inner_lr = inner_lr
         self.inner_steps = inner_steps
         self.adapt_steps = adapt_steps
+        self.inner_batch_size = inner_batch_size
         self.meta_lr = meta_lr
         self.meta_batch_size = meta_batch_size
         self.max_meta_steps = max_meta_steps
@@ -213,7 +228,8 @@ class ReptileClassifier(GradientBased, MetaClassifierBase):
         self._set_skorch_params(kwargs)
 
     def __sklmeta_algorithm__(self):
-        return algorithms.Reptile(**self._inner_options())
+        return algorithms.Reptile(**self._inner_options(),
+                                  inner_batch_size=self.inner_batch_size)
 
 
 class ReptileRegressor(GradientBased, MetaRegressorBase):
@@ -252,6 +268,13 @@ class ReptileRegressor(GradientBased, MetaRegressorBase):
     adapt_steps : int, default=None
         Inner steps at adaptation time (``adapt``, ``score``, meta-validation);
         None means ``inner_steps``. Read when adapting, like ``inner_lr``.
+    inner_batch_size : int, default=10
+        Rows per inner step in meta-training: each step takes the next
+        mini-batch of a task's rows (support and query), cycling through them.
+        Reptile's update generalises within a task through the agreement of
+        different mini-batches' gradients, which the same rows at every step
+        do not give. None: all the rows at every step. ``adapt`` uses the
+        whole support set.
     meta_lr : float, default=0.5
         Learning rate of the outer loop: Adam's, or for Reptile the step size of
         its plain SGD outer loop.
@@ -380,11 +403,11 @@ class ReptileRegressor(GradientBased, MetaRegressorBase):
 
 
     def __init__(self, *, task_splitter=None, hidden_layer_sizes=(40, 40), activation="relu",
-                 module=None, inner_lr=0.1, inner_steps=10, adapt_steps=None, meta_lr=0.5,
-                 meta_batch_size=16, max_meta_steps=2000, validation_interval=100,
-                 max_epochs=None, early_stopping="auto", validation_fraction=0.2,
-                 n_iter_no_change=10, standardize="auto", callbacks=None, verbose=0,
-                 device="cpu", accelerator=None, random_state=None,
+                 module=None, inner_lr=0.1, inner_steps=10, adapt_steps=None,
+                 inner_batch_size=10, meta_lr=0.5, meta_batch_size=16, max_meta_steps=2000,
+                 validation_interval=100, max_epochs=None, early_stopping="auto",
+                 validation_fraction=0.2, n_iter_no_change=10, standardize="auto",
+                 callbacks=None, verbose=0, device="cpu", accelerator=None, random_state=None,
                  compile=False, **kwargs):
         self.task_splitter = task_splitter
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -393,6 +416,7 @@ class ReptileRegressor(GradientBased, MetaRegressorBase):
         self.inner_lr = inner_lr
         self.inner_steps = inner_steps
         self.adapt_steps = adapt_steps
+        self.inner_batch_size = inner_batch_size
         self.meta_lr = meta_lr
         self.meta_batch_size = meta_batch_size
         self.max_meta_steps = max_meta_steps
@@ -411,4 +435,5 @@ class ReptileRegressor(GradientBased, MetaRegressorBase):
         self._set_skorch_params(kwargs)
 
     def __sklmeta_algorithm__(self):
-        return algorithms.Reptile(**self._inner_options())
+        return algorithms.Reptile(**self._inner_options(),
+                                  inner_batch_size=self.inner_batch_size)
