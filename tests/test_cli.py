@@ -45,6 +45,7 @@ def test_compare_prints_tables_and_writes_csv_and_plot(tmp_path, capsys):
     out = printed(capsys)
     assert "Scenarios: shared-structure, digits" in out
     assert "| method | 1-shot query accuracy | 2-shot query accuracy |" in out
+    assert "|:---" in out  # pandas' to_markdown (tabulate's pipe format) drew the table
     for row in CLASSIFIER_ROWS:
         assert f"| {row} | " in out
     assert "Honest note" in out
