@@ -129,6 +129,7 @@ class SupportLearner(DocLinkMixin, BaseEstimator):
                 "needs one width (sklmeta's meta-estimators standardise and zero-pad tasks "
                 "of different widths).")
         fitted = {"n_features_in_": widths[-1], "unit_": unit}
+        vars(self).pop("task_widths_", None)  # a refit on tasks of one width forgets them
         if len(widths) > 1:
             fitted["task_widths_"] = widths
         if self._is_classifier():

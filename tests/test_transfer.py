@@ -84,6 +84,10 @@ def test_per_support_errors(digits):
     assert mixed.task_widths_ == [5, 64] and mixed.adapt(X[:20, :7], y[:20]).n_features_in_ == 7
     with pytest.raises(ValueError, match="at most 64 features"):
         mixed.adapt(np.hstack([X[:20], X[:20]]), y[:20])
+    mixed.fit(X[y < 6], y[y < 6])  # refit on one width: the exact width again
+    assert not hasattr(mixed, "task_widths_")
+    with pytest.raises(ValueError, match="expecting 64 features"):
+        mixed.adapt(X[:20, :7], y[:20])
     with pytest.raises(ValueError, match="different widths"):
         PretrainedEmbeddingClassifier().fit([(X[:20], y[:20]), (X[:20, :5], y[:20])])
     with pytest.raises(ValueError, match="n_way is for classification"):
