@@ -8,6 +8,18 @@ machine line and a bug report's ``show_versions()`` say the same things the same
 from sklmeta._show_versions import _cpu_name, _get_deps_info, _get_sys_info, _get_torch_info
 
 
+def status_bytes(field):
+    """A ``kB`` field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``) in bytes; None off Linux."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def cpu_name():
     """The CPU model, where the platform tells it."""
     return _cpu_name()

@@ -56,18 +56,6 @@ BUDGETS = {
 
 
 # ------------------------------------------------------------------- the child
-def _status_bytes(field):
-    """A ``kB`` field of ``/proc/self/status`` in bytes, or None off Linux."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
 def _reset_peak():
     """Reset the kernel's peak-RSS counter (VmHWM) to the current RSS (Linux >= 4.0)."""
     try:
@@ -135,6 +123,8 @@ def child(spec):
     import torch
 
     torch.set_num_threads(1)
+    from _machine import status_bytes  # benchmarks/: the script's own folder
+
     from sklmeta.datasets import make_sinusoid_tasks
 
     if "case" in spec:
@@ -142,11 +132,11 @@ def child(spec):
         _regressor(2, 1, False, 1).fit(make_sinusoid_tasks(4, N_SAMPLES, random_state=1))
         gc.collect()
         reset = _reset_peak()
-        baseline = _status_bytes("VmRSS") if reset else _max_rss_bytes()
+        baseline = status_bytes("VmRSS") if reset else _max_rss_bytes()
         start = time.perf_counter()
         call()
         seconds = time.perf_counter() - start
-        peak = _status_bytes("VmHWM") if reset else _max_rss_bytes()
+        peak = status_bytes("VmHWM") if reset else _max_rss_bytes()
         return dict(spec, peak_increase=peak - baseline, raw_bytes=raw, seconds=seconds)
 
     tasks = make_sinusoid_tasks(n_tasks=spec["n_tasks"], n_samples=N_SAMPLES, random_state=0)
@@ -156,13 +146,13 @@ def child(spec):
     _regressor(2, 1, False, 1).fit(make_sinusoid_tasks(4, N_SAMPLES, random_state=1))
     gc.collect()
     reset = _reset_peak()
-    baseline = _status_bytes("VmRSS") if reset else _max_rss_bytes()
+    baseline = status_bytes("VmRSS") if reset else _max_rss_bytes()
     meta = _regressor(spec["meta_batch"], spec["inner_steps"], spec["first_order"],
                       spec["meta_steps"])
     start = time.perf_counter()
     meta.fit(tasks)
     seconds = time.perf_counter() - start
-    peak = _status_bytes("VmHWM") if reset else _max_rss_bytes()
+    peak = status_bytes("VmHWM") if reset else _max_rss_bytes()
     steps = sum(len(epoch["batches"]) for epoch in meta.history_)
     if steps != spec["meta_steps"]:
         raise RuntimeError(f"expected {spec['meta_steps']} meta-steps, fit took {steps}")

@@ -31,7 +31,7 @@ import warnings
 
 import numpy as np
 import torch
-from _machine import machine_line, versions_line  # benchmarks/: the script's own folder
+from _machine import machine_line, status_bytes, versions_line  # benchmarks/: own folder
 
 import sklmeta
 from sklmeta import MAMLRegressor, TaskSplitter
@@ -49,17 +49,6 @@ QUICK_AXES = {"meta_batch": (1, 25, 100), "inner_steps": (1, 5), "width": (40, 1
 N_QUERY = 10
 
 
-def _status_kb(field):
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
 def _reset_peak():
     """Return the freed heap to the system and reset the peak RSS; the RSS now."""
     try:
@@ -68,7 +57,7 @@ def _reset_peak():
             f.write("5")
     except OSError:
         return None
-    return _status_kb("VmRSS")
+    return status_bytes("VmRSS")
 
 
 def _fit(tasks, setting, order, n_steps, compile_):
@@ -93,7 +82,7 @@ def measure(tasks, setting, order, seconds, compile_=False):
     del probe
     base = _reset_peak()
     meta = _fit(tasks, setting, order, n_steps, compile_)
-    peak = _status_kb("VmHWM")
+    peak = status_bytes("VmHWM")
     rate = n_steps / float(meta.history_[-1, "dur"])
     return rate, (peak - base) / 1e6 if base is not None and peak is not None else None
 
