@@ -47,7 +47,7 @@ def test_picks_the_best_and_ranks_with_paired_intervals(digits):
     X, y = digits
     auto = _auto({"chance": DummyClassifier(strategy="uniform", random_state=0),
                   "logistic": make_pipeline(StandardScaler(), LogisticRegression()),
-                  "1-nn": KNeighborsClassifier(1)}).fit(X[y < 8], y[y < 8])
+                  "1-nn": KNeighborsClassifier(1)}, selection="best").fit(X[y < 8], y[y < 8])
     board = auto.leaderboard_
     assert auto.best_name_ == board.index[0] and auto.best_name_ != "chance"
     assert list(board.index).index("chance") == 2
@@ -74,6 +74,58 @@ def test_every_candidate_is_scored_on_the_same_episodes(digits):
     np.testing.assert_array_equal(auto.scores_.iloc[:, 0], auto.scores_.iloc[:, 1])
     assert auto.leaderboard_["diff"].tolist() == [0.0, 0.0]
     assert auto.best_name_ == "KNeighborsClassifier"  # a tie goes to the first (cheaper) one
+
+
+def _within_one_se(scores, name, best):
+    d = (scores[name] - scores[best]).to_numpy()
+    return d.mean() >= -d.std(ddof=1) / np.sqrt(len(d))
+
+
+@pytest.mark.parametrize("selection", ["one_se", "best"])
+def test_selection_rule_picks_from_the_held_out_scores(digits, selection):
+    # 1-NN is listed first and is clearly better than chance; logistic regression and
+    # 1-NN are close on digits: the rule, recomputed from scores_, gives the pick
+    X, y = digits
+    names = ["chance", "1-nn", "logistic", "3-nn"]
+    auto = _auto(dict(zip(names, [DummyClassifier(strategy="uniform", random_state=0),
+                                  KNeighborsClassifier(1),
+                                  make_pipeline(StandardScaler(), LogisticRegression()),
+                                  KNeighborsClassifier(3)])),
+                 selection=selection).fit(X, y)
+    scores, board = auto.scores_, auto.leaderboard_
+    top = scores.mean().idxmax()
+    if selection == "best":
+        assert auto.best_name_ == top
+    else:
+        first = next(n for n in names if _within_one_se(scores, n, top))
+        assert auto.best_name_ == first
+        assert not _within_one_se(scores, "chance", top)
+    assert auto.best_score_ == board.loc[auto.best_name_, "mean"]
+    assert board.loc[auto.best_name_, "diff"] == 0  # differences are to the pick
+
+
+def test_one_se_prefers_the_earlier_of_candidates_the_episodes_cannot_tell_apart():
+    from sklmeta.automl import _pick
+
+    rng = np.random.RandomState(0)
+    base = rng.uniform(0.4, 0.9, size=200)
+    noise = rng.normal(0, 0.05, size=200)
+    noise -= noise.mean()
+    se = noise.std(ddof=1) / np.sqrt(200)  # of the paired difference
+    # costly's mean is higher, by a third of one standard error of the difference
+    results = [{"name": "cheap", "scores": base},
+               {"name": "costly", "scores": base + noise + se / 3}]
+    assert _pick(results, "best")["name"] == "costly"
+    assert _pick(results, "one_se")["name"] == "cheap"
+    # a clear gap (many standard errors): both rules take the better one
+    results[1]["scores"] = base + noise + 5 * se
+    assert _pick(results, "one_se")["name"] == _pick(results, "best")["name"] == "costly"
+
+
+def test_bad_selection_is_a_clear_error(digits):
+    X, y = digits
+    with pytest.raises(ValueError, match="selection"):
+        _auto([KNeighborsClassifier(1)], selection="median").fit(X, y)
 
 
 class _Spy(PerSupport):
