@@ -23,7 +23,7 @@ from sklearn.utils.validation import column_or_1d
 from ._validation import unique_labels
 
 __all__ = ["EpisodeSampler", "TaskPool", "choose_classes", "fit_pools", "group_rows",
-           "fitted_episode_size", "hold_out", "is_task_list", "label_repr", "pool_rows",
+           "fitted_episode_size", "hold_out", "is_task_list", "label_repr", "n_folds", "pool_rows",
            "usable"]
 
 
@@ -131,11 +131,14 @@ def choose_classes(classes, n, rng):
     return rng.permutation(classes)[:n]
 
 
-def hold_out(pools, unit, *, n_way, need, fraction, rng):
+def hold_out(pools, unit, *, n_way, need, fraction, rng, fold=0):
     """Split pools into meta-training and meta-validation pools.
 
     Held out: whole tasks (groups, task datasets) when there are several;
     otherwise whole classes (classification, ``n_way`` set); otherwise rows.
+    ``fold`` j > 0 holds out the j-th next block of the same random order of
+    tasks or classes (``rng`` seeded alike for each fold), so the folds of
+    :func:`n_folds` are disjoint; fold 0 is the one hold-out of early stopping.
 
     Parameters
     ----------
@@ -149,6 +152,8 @@ def hold_out(pools, unit, *, n_way, need, fraction, rng):
     fraction : float
         Share of the tasks, classes or rows held out.
     rng : numpy.random.RandomState
+    fold : int, default=0
+        Which block of ``n_val`` tasks or classes (not rows) is held out.
 
     Returns
     -------
@@ -163,7 +168,7 @@ def hold_out(pools, unit, *, n_way, need, fraction, rng):
         n_val = max(1, int(round(fraction * len(pools))))
         if len(pools) - n_val < 1:
             return pools, None, None, f"{len(pools)} {unit} are too few to hold some out"
-        order = rng.permutation(len(pools))
+        order = np.roll(rng.permutation(len(pools)), -fold * n_val)
         split = {"unit": unit, "held_out": sorted(pools[i].key for i in order[:n_val]),
                  "n_kept": len(pools) - n_val}
         return [pools[i] for i in order[n_val:]], [pools[i] for i in order[:n_val]], split, ""
@@ -176,7 +181,8 @@ def hold_out(pools, unit, *, n_way, need, fraction, rng):
                 f"{len(classes)} classes are too few to hold out n_way={n_way} for "
                 f"meta-validation and keep n_way for meta-training (needs {2 * n_way})"
             )
-        val_classes = np.sort(choose_classes(classes, n_val, rng))
+        val_classes = np.sort(np.roll(choose_classes(classes, len(classes), rng),
+                                      -fold * n_val)[:n_val])
         held = np.isin(pool.y, val_classes)
         split = {"unit": "classes", "held_out": val_classes.tolist(),
                  "n_kept": len(classes) - n_val}
@@ -190,6 +196,25 @@ def hold_out(pools, unit, *, n_way, need, fraction, rng):
                  "n_kept": len(pool.y) - n_val}
     return ([TaskPool(pool.X[~held], pool.y[~held], pool.name, pool.key)],
             [TaskPool(pool.X[held], pool.y[held], pool.name, pool.key)], split, "")
+
+
+def n_folds(pools, n_way, fraction, most=5, enough=10):
+    """How many disjoint hold-outs of ``fraction`` the tasks or classes allow.
+
+    One when a hold-out already holds ``enough`` tasks or classes (or when rows
+    are held out); else as many as fit, at most ``most``: a choice made on
+    4 held-out datasets or 5 held-out classes is mostly luck.
+    """
+    if len(pools) >= 2:
+        units, n_val = len(pools), max(1, int(round(fraction * len(pools))))
+    elif n_way is not None:
+        units = len(np.unique(pools[0].y))
+        n_val = max(n_way, int(round(fraction * units)))
+    else:
+        return 1
+    if n_val >= enough or units - n_val < 1:
+        return 1
+    return int(max(1, min(most, units // n_val)))
 
 
 def pool_rows(y, size, n_way, k_shot, n_query, name=""):

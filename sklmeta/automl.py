@@ -25,7 +25,7 @@ from sklearn.utils.validation import _get_feature_names, check_is_fitted
 
 from ._adaptation import task_list_episodes
 from ._candidates import default_candidates, final_step, fit_candidate, named_candidates
-from ._episodes import TaskPool, hold_out, label_repr
+from ._episodes import TaskPool, hold_out, label_repr, n_folds
 from ._support import SupportLearner
 from .tasks import TaskSplitter
 
@@ -95,6 +95,19 @@ def _pick(ok, selection):
         return d.mean() >= -(d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else 0.0)
 
     return next(r for r in ok if within_one_se(r))  # the best itself always is
+
+
+def _combine(name, parts):
+    """One candidate's results over the folds: the first that did not run, else all."""
+    for r in parts:
+        if r["status"] != "ok":
+            return r
+    scores = [r["scores"] for r in parts]
+    adapt = sum(r["adapt_seconds"] * len(sc) for r, sc in zip(parts, scores))
+    n = sum(len(sc) for sc in scores)
+    return {"name": name, "status": "ok", "scores": np.concatenate(scores),
+            "fit_seconds": float(np.mean([r["fit_seconds"] for r in parts])),
+            "adapt_seconds": adapt / n}
 
 
 def _leaderboard(results, confidence, selection="best"):
@@ -229,19 +242,22 @@ class _AutoMetaBase(SupportLearner):
         "time_budget": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "n_jobs": [numbers.Integral, None],
         "confidence": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "cv": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
         "selection": [StrOptions({"one_se", "best"})],
         "verbose": ["verbose"],
         "random_state": ["random_state"],
     }
 
     def __init__(self, candidates=None, *, add_defaults=False, task_splitter=None, scoring=None,
-                 validation_fraction=0.2, n_episodes=100, time_budget=None, n_jobs=None,
-                 confidence=0.95, selection="one_se", verbose=0, random_state=None):
+                 validation_fraction=0.2, cv="auto", n_episodes=100, time_budget=None,
+                 n_jobs=None, confidence=0.95, selection="one_se", verbose=0,
+                 random_state=None):
         self.candidates = candidates
         self.add_defaults = add_defaults
         self.task_splitter = task_splitter
         self.scoring = scoring
         self.validation_fraction = validation_fraction
+        self.cv = cv
         self.n_episodes = n_episodes
         self.time_budget = time_budget
         self.n_jobs = n_jobs
@@ -265,10 +281,25 @@ class _AutoMetaBase(SupportLearner):
                              "rename them.")
         return {**defaults, **given}
 
-    def _split(self, pools, unit, n_way, splitter, rng):
+    def _n_folds(self, pools, n_way):
+        if self.cv == "auto":  # and at least one held-out episode a fold
+            return min(n_folds(pools, n_way, self.validation_fraction), self.n_episodes)
+        most = n_folds(pools, n_way, self.validation_fraction, most=np.inf, enough=np.inf)
+        if self.cv > most:
+            raise ValueError(
+                f"cv={self.cv} disjoint hold-outs of validation_fraction="
+                f"{self.validation_fraction} do not fit in the data: at most {most}.")
+        if self.cv > self.n_episodes:
+            raise ValueError(f"cv={self.cv} folds need at least as many held-out episodes; "
+                             f"n_episodes={self.n_episodes}.")
+        return self.cv
+
+    def _split(self, pools, unit, n_way, splitter, seed, fold=0):
         need = splitter.k_shot + splitter.n_query
+        rng = np.random.RandomState(seed)
         train, valid, split, why = hold_out(pools, unit, n_way=n_way, need=need,
-                                            fraction=self.validation_fraction, rng=rng)
+                                            fraction=self.validation_fraction, rng=rng,
+                                            fold=fold)
         if valid is None and len(pools) == 1:
             # too few classes (or tasks): rows, which tell less about new classes
             split_rows = _stratified_rows if n_way is not None else _rows
@@ -318,22 +349,30 @@ class _AutoMetaBase(SupportLearner):
         split_seed, episode_seed, candidate_seed = rng.randint(2**31, size=3)
         candidates = self._candidates(self.task_splitter, int(candidate_seed))
         n_way = fitted.get("n_way_")
-        unit = fitted["unit_"]
-        train, valid, split = self._split(pools, unit, n_way, splitter,
-                                          np.random.RandomState(split_seed))
-        if split["unit"] == "rows":
-            unit = None  # one pool each side
-        fit_args, fit_kwargs = _fit_args(train, unit)
-        episode_splitter = clone(splitter).set_params(n_tasks=self.n_episodes,
-                                                      random_state=int(episode_seed))
-        if n_way is not None and splitter.n_way is None:
-            episode_splitter.set_params(n_way=min(n_way, min(len(np.unique(p.y))
-                                                             for p in valid)))
-        if unit == "tasks":  # each episode scored in its own task, at the task's width
-            blocks = task_list_episodes([(p.X, p.y) for p in valid], episode_splitter)
-        else:
-            (X_v, y_v), g = _fit_args(valid, unit)
-            blocks = [(X_v, y_v, list(episode_splitter.split(X_v, y_v, g.get("groups"))))]
+        folds, splits = [], []
+        n_fold = self._n_folds(pools, n_way)
+        for fold in range(n_fold):  # the episodes shared out among the folds
+            train, valid, split = self._split(pools, fitted["unit_"], n_way, splitter,
+                                              split_seed, fold)
+            unit = None if split["unit"] == "rows" else fitted["unit_"]  # one pool each side
+            n_tasks = self.n_episodes // n_fold + (fold < self.n_episodes % n_fold)
+            episode_splitter = clone(splitter).set_params(
+                n_tasks=n_tasks, random_state=int(episode_seed) + fold)
+            if n_way is not None and splitter.n_way is None:
+                episode_splitter.set_params(n_way=min(n_way, min(len(np.unique(p.y))
+                                                                 for p in valid)))
+            if unit == "tasks":  # each episode scored in its own task, at the task's width
+                blocks = task_list_episodes([(p.X, p.y) for p in valid], episode_splitter)
+            else:
+                (X_v, y_v), g = _fit_args(valid, unit)
+                blocks = [(X_v, y_v, list(episode_splitter.split(X_v, y_v,
+                                                                  g.get("groups"))))]
+            folds.append((*_fit_args(train, unit), blocks))
+            splits.append(split)
+        split = splits[0] if n_fold == 1 else {
+            "unit": splits[0]["unit"], "n_kept": splits[0]["n_kept"],
+            "held_out": sorted(k for sp in splits for k in sp["held_out"]),
+            "folds": [sp["held_out"] for sp in splits]}
         deadline = None if self.time_budget is None else started + self.time_budget
         results, every = [], candidates
         if "task_widths_" in fitted:  # learners of one width cannot take these tasks
@@ -349,8 +388,11 @@ class _AutoMetaBase(SupportLearner):
         # the first (cheapest) candidate always runs: there is then something to choose
         jobs = (delayed(_evaluate)(name, clone(est), fit_args, fit_kwargs, blocks,
                                    self.scoring, deadline if i else None)
-                for i, (name, est) in enumerate(candidates.items()))
-        for r in Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs):
+                for i, (name, est) in enumerate(candidates.items())
+                for fit_args, fit_kwargs, blocks in folds)
+        parts = Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs)
+        for name in candidates:
+            r = _combine(name, [next(parts) for _ in folds])
             results.append(r)
             if self.verbose:
                 if r["status"] == "ok":
@@ -444,7 +486,8 @@ _DOC = """{summary}
 
 ``fit(X, y[, groups])`` or ``fit(tasks)`` holds out whole tasks (groups, task
 datasets), else {rows}, as early stopping does
-(``validation_split_`` records which); meta-trains every candidate on the rest;
+(``validation_split_`` records which), in ``cv`` disjoint folds where the tasks
+or classes are few; meta-trains every candidate on the rest;
 scores each on the same ``n_episodes`` held-out episodes, drawn once by
 ``task_splitter``, with ``scoring``; picks by ``selection`` (by default the
 first candidate, cheapest first, within one standard error of the best mean);
@@ -473,6 +516,14 @@ scoring : str, callable or None, default=None
     is the adapted estimator's ``score`` ({metric}).
 validation_fraction : float, default=0.2
     Share of the tasks (or classes, or rows) held out to choose on.
+cv : int or "auto", default="auto"
+    How many disjoint hold-outs of ``validation_fraction`` each candidate is
+    meta-trained and scored on; the ``n_episodes`` are shared out among them
+    and the scores of all folds make one leaderboard. "auto": one where a
+    hold-out holds 10 or more tasks or classes (or when rows are held out);
+    else as many as fit, at most 5 (4 held-out datasets of 22, or 5 held-out
+    classes of 20, rank the candidates by luck more than by merit). Each fold
+    costs a meta-training of every candidate.
 n_episodes : int, default=100
     Held-out episodes every candidate is scored on.
 time_budget : float, default=None
@@ -520,7 +571,8 @@ leaderboard_ : pandas.DataFrame
 scores_ : pandas.DataFrame
     Every held-out episode's score, a column per scored candidate.
 validation_split_ : dict
-    What was held out: ``unit``, ``held_out``, ``n_kept``.
+    What was held out: ``unit``, ``held_out``, ``n_kept`` (a fold's), and with
+    several folds ``folds``, each fold's held-out tasks or classes.
 n_features_in_ : int
     Width of the data (the widest task's, for task datasets of different
     widths; ``adapt`` then takes any width up to it).

@@ -142,13 +142,55 @@ def test_candidates_never_train_on_the_held_out_classes(digits):
     X, y = digits
     _Spy.seen = []
     auto = _auto({"spy": _Spy(LogisticRegression()),
-                  "chance": DummyClassifier(strategy="uniform", random_state=0)}).fit(X, y)
+                  "chance": DummyClassifier(strategy="uniform", random_state=0)},
+                 cv=1).fit(X, y)
     split = auto.validation_split_
     assert split["unit"] == "classes" and len(split["held_out"]) == 3  # max(n_way, 0.2 * 10)
+    assert "folds" not in split
     trained, refit = _Spy.seen
     assert not set(trained) & set(split["held_out"])
     assert len(trained) == split["n_kept"] == 7
     assert auto.best_name_ == "spy" and refit == list(range(10))  # refit on all the data
+
+
+def test_few_classes_are_held_out_in_disjoint_folds(digits):
+    # 10 classes, 3 held out at a time: "auto" makes 3 disjoint folds; every candidate
+    # is meta-trained once a fold, never on that fold's classes, and the held-out
+    # episodes are shared out among the folds
+    X, y = digits
+    _Spy.seen = []
+    auto = _auto({"spy": _Spy(LogisticRegression()),
+                  "chance": DummyClassifier(strategy="uniform", random_state=0)}).fit(X, y)
+    split = auto.validation_split_
+    folds = split["folds"]
+    assert split["unit"] == "classes" and [len(f) for f in folds] == [3, 3, 3]
+    assert sorted(split["held_out"]) == sorted(c for f in folds for c in f)
+    assert len(set(split["held_out"])) == 9  # disjoint
+    *trained, refit = _Spy.seen
+    assert len(trained) == 3 and refit == list(range(10))
+    for held, seen in zip(folds, trained):
+        assert not set(seen) & set(held) and len(seen) == split["n_kept"] == 7
+    assert len(auto.scores_) == 30 and auto.leaderboard_["n_episodes"].tolist() == [30, 30]
+    # the first fold is the single hold-out's: its episodes are the same
+    one = _auto({"spy": _Spy(LogisticRegression()),
+                 "chance": DummyClassifier(strategy="uniform", random_state=0)},
+                cv=1, n_episodes=10).fit(X, y)
+    np.testing.assert_array_equal(one.scores_["spy"].to_numpy()[:10],
+                                  auto.scores_["spy"].to_numpy()[:10])
+    with pytest.raises(ValueError, match="cv=4 disjoint hold-outs"):
+        _auto([LogisticRegression()], cv=4).fit(X, y)
+
+
+def test_many_held_out_tasks_need_one_fold():
+    tasks = make_classification_tasks(n_tasks=50, n_samples=20, random_state=0)
+    splitter = TaskSplitter(n_way=2, k_shot=3, n_query=3, n_tasks=10, random_state=0)
+    auto = AutoMetaClassifier([LogisticRegression()], task_splitter=splitter, n_episodes=10,
+                              random_state=0).fit(tasks)
+    assert len(auto.validation_split_["held_out"]) == 10 and "folds" not in auto.validation_split_
+    few = AutoMetaClassifier([LogisticRegression()], task_splitter=splitter, n_episodes=10,
+                             random_state=0).fit(tasks[:20])  # 4 of 20 held out: 5 folds
+    assert len(few.validation_split_["folds"]) == 5
+    assert sorted(few.validation_split_["held_out"]) == list(range(20))
 
 
 def test_holds_out_whole_groups_and_whole_tasks():
@@ -157,7 +199,8 @@ def test_holds_out_whole_groups_and_whole_tasks():
     kw = dict(task_splitter=splitter, n_episodes=10, random_state=0)
     auto = AutoMetaClassifier([LogisticRegression()], **kw).fit(tasks)
     assert auto.validation_split_["unit"] == "tasks"
-    assert len(auto.validation_split_["held_out"]) == 4 and auto.unit_ == "tasks"
+    assert [len(f) for f in auto.validation_split_["folds"]] == [4] * 5  # 4 of 20 a fold
+    assert auto.unit_ == "tasks"
     X, y, groups = sklmeta.stack_tasks(tasks)
     auto = AutoMetaClassifier([LogisticRegression()], **kw).fit(X, y, groups=groups)
     assert auto.validation_split_["unit"] == "groups"
