@@ -108,12 +108,13 @@ def _n_way(est, pools, splitter):
     return n_way
 
 
-def _calibration(algorithm, net, valid_ds):
+def _calibration(algorithm, net, valid_ds, n_tasks=1):
     """The fitted attributes an algorithm measures on the held-out episodes after training.
 
     Only an algorithm with a ``calibrate`` method (the closed-form regressors:
     their ``std_scale_``) measures anything; ``valid_ds`` None (no hold-out)
-    gives it no episodes.
+    gives it no episodes. ``n_tasks`` held-out tasks (or groups) are its
+    exchangeable units; held-out rows of one dataset (1) leave the episodes so.
     """
     calibrate = getattr(algorithm, "calibrate", None)
     if calibrate is None:
@@ -124,7 +125,8 @@ def _calibration(algorithm, net, valid_ds):
         episodes = ((b["xs"].to(device), b["ys"].to(device), b["xq"].to(device), yq.to(device))
                     for b, yq in valid_ds.batches(VALIDATION_EPISODES))
     with compute_threads():
-        return calibrate(net.module_, episodes, loss=net.criterion_)
+        return calibrate(net.module_, episodes, loss=net.criterion_,
+                         n_units=n_tasks if n_tasks > 1 else None)
 
 
 def _budget(est, splitter):
@@ -438,7 +440,7 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
         fitted["initial_valid_score_"] = getattr(stopper, "initial_score_", None)
         if done:
             _warn_divergence(self, stopper, fitted["best_epoch_"])
-        fitted.update(_calibration(algorithm, net, valid_ds))
+        fitted.update(_calibration(algorithm, net, valid_ds, len(valid_pools or ())))
         return self._commit(net, algorithm, fitted)
 
     def _commit(self, net, algorithm, fitted):

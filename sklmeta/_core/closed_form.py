@@ -23,6 +23,12 @@ the kernel's hyperparameters): its output is ``[n, 2]``, the predictive mean and
 standard deviation of ``y`` (noise included); ``forward(x, full_cov=True)``
 gives the joint predictive mean and covariance. The ridge regressor is that
 same predictor with a linear kernel.
+
+Both regressors calibrate that predictive distribution after meta-training
+(``calibrate`` of :class:`_IntervalCalibration`, run by ``fit`` on the held-out
+meta-validation episodes): :func:`interval_scale` of the standardised query
+residuals is the factor ``std_scale`` their ``adapt`` then puts on every
+predictive std, through the kernel's variances, so the mean is unchanged.
 """
 
 import copy
@@ -270,16 +276,23 @@ def _n_way(loss, ys):
 
 
 # ------------------------------------------------- calibrating the predictive std
-def interval_scale(z, level=INTERVAL_LEVEL):
+def interval_scale(z, level=INTERVAL_LEVEL, n_units=None):
     """The factor on a predictive std that makes ``mean +/- q std`` cover ``level``.
 
     ``z`` are the standardised absolute residuals ``|y - mean| / std`` of
     held-out rows and ``q`` the two-sided normal quantile of ``level`` (1.645
-    for 0.9). The factor is split conformal prediction's quantile of ``z``, the
-    ``ceil((n + 1) level)``-th smallest of the ``n`` (the largest when that rank
-    exceeds ``n``), divided by ``q``: ``mean +/- q * factor * std`` then covers
-    at least ``level`` of fresh rows exchangeable with the held-out ones, and
-    about ``level`` when ``n`` is large. 1 for Gaussian residuals whose std is right.
+    for 0.9). The factor is the smallest ``s`` at which the share of ``z``
+    within ``q s`` is at least ``level (m + 1) / m``, capped at 1, for ``m``
+    exchangeable units: the ``ceil(n level (m + 1) / m)``-th smallest of the
+    ``n`` values of ``z``, divided by ``q``. With rows as the units (``m = n``,
+    the default) this is split conformal prediction's quantile, the
+    ``ceil((n + 1) level)``-th smallest. With ``m`` held-out tasks, each giving
+    as many rows (rows of one task are not exchangeable with another's), it is
+    conformal risk control (Angelopoulos, Bates, Fisch, Lei and Schuster,
+    ICLR 2024) of the share of a task's rows left outside: a fresh task
+    exchangeable with the held-out ones then has on average at least
+    ``level`` of its rows inside. 1 for Gaussian residuals whose std is right
+    and many units.
 
     Parameters
     ----------
@@ -287,6 +300,9 @@ def interval_scale(z, level=INTERVAL_LEVEL):
         Non-negative standardised residuals, at least one, all finite.
     level : float, default=0.9
         The coverage to match, in (0, 1).
+    n_units : int, default=None
+        ``m``, the exchangeable units ``z`` comes from, in equal shares; None
+        means ``n`` (every row its own).
 
     Returns
     -------
@@ -305,7 +321,13 @@ def interval_scale(z, level=INTERVAL_LEVEL):
     if len(z) == 0 or not np.isfinite(z).all() or (z < 0).any():
         raise ValueError("interval_scale needs at least one standardised residual, all "
                          "finite and non-negative.")
-    rank = min(math.ceil((len(z) + 1) * level), len(z))
+    m = len(z) if n_units is None else int(n_units)
+    if m < 1:
+        raise ValueError(f"n_units must be at least 1; got {n_units!r}.")
+    # ceil of n * level * (m + 1) / m, computed in integers where m divides n (no rounding up
+    # of 9.000000000000002 to 10)
+    share = min(1.0, level * (m + 1) / m)
+    rank = min(len(z), max(1, math.ceil(round(len(z) * share, 9))))
     q = NormalDist().inv_cdf(0.5 + level / 2)
     return float(np.partition(z, rank - 1)[rank - 1] / q)
 
@@ -341,27 +363,34 @@ class _IntervalCalibration:
 
     std_scale = 1.0
 
-    def calibrate(self, learner, episodes, *, loss):
+    def calibrate(self, learner, episodes, *, loss, n_units=None):
         """``{"std_scale_": factor}`` from held-out episodes (1.0 when there are none).
 
         Parameters
         ----------
         learner : ClosedFormLearner
         episodes : iterable of (xs, ys, xq, yq) tensors, task-first, or None
+            Episodes of one shape.
         loss : EpisodeLoss
+        n_units : int, default=None
+            The held-out tasks the episodes come from (:func:`interval_scale`'s
+            ``n_units``); None: the episodes are the exchangeable units.
         """
         if episodes is None:
             return {"std_scale_": 1.0}
         raw = copy.copy(self)
         raw.std_scale = 1.0  # the residuals of the std as meta-learned
         _, loop = raw.predictor(learner)
-        z = []
+        z, n_episodes = [], 0
         with torch.no_grad():
             for xs, ys, xq, yq in episodes:
                 out = loop.predict_many(raw.adapt(learner, xs, ys, loss=loss), xq).double()
                 resid = (yq.to(out.dtype) - out[..., 0]).abs()
                 z.append((resid / out[..., 1].clamp(min=1e-150)).flatten().cpu().numpy())
-        return {"std_scale_": interval_scale(np.concatenate(z)) if z else 1.0}
+                n_episodes += len(xs)
+        if not z:
+            return {"std_scale_": 1.0}
+        return {"std_scale_": interval_scale(np.concatenate(z), n_units=n_units or n_episodes)}
 
 
 # --------------------------------------------------------------- the strategies
@@ -403,11 +432,11 @@ class Ridge(_IntervalCalibration, QueryObjective):
             raise ValueError(f"task must be 'classification' or 'regression'; got {task!r}")
         self.task, self.std_scale = task, _positive_scale(std_scale)
 
-    def calibrate(self, learner, episodes, *, loss):
+    def calibrate(self, learner, episodes, *, loss, n_units=None):
         """A regressor's ``{"std_scale_": factor}`` (see :class:`_IntervalCalibration`)."""
         if self.task == "classification":
             return {}
-        return super().calibrate(learner, episodes, loss=loss)
+        return super().calibrate(learner, episodes, loss=loss, n_units=n_units)
 
     def learner(self, net, n_features):
         hyper = {"log_lambda": 0.0}

@@ -40,9 +40,9 @@ class DeepKernelGPRegressor(MetaRegressorBase):
     episodes: after meta-training, ``fit`` adapts to each held-out episode's
     support set, as ``adapt`` does, and measures the standardised residuals
     ``|y - mean| / std`` of its query rows; ``std_scale_`` is their conformal
-    90% quantile divided by 1.645, and every predictive std (and covariance,
-    so ``sample_y`` too) is multiplied by it (by its square), the mean
-    unchanged. The marginal likelihood alone gives intervals too wide on
+    90% quantile (corrected for the number of held-out tasks) divided by
+    1.645, and every predictive std (and covariance, so ``sample_y`` too) is
+    multiplied by it (by its square), the mean unchanged. The marginal likelihood alone gives intervals too wide on
     noise-free tasks, where the learned noise sits at its floor (on the
     sinusoids, 98.5% / 99.2% of query points inside the 90% intervals at K=5 /
     10 without calibration; see ``benchmarks/RESULTS.md``).
@@ -183,9 +183,13 @@ class DeepKernelGPRegressor(MetaRegressorBase):
         The meta-learned prior mean.
     std_scale_ : float
         The factor on the predictive std that makes the 90% intervals cover
-        90% of the held-out episodes' query targets (split conformal: the
-        ``ceil((n + 1) 0.9)``-th smallest of the ``n`` standardised residuals
-        ``|y - mean| / std``, divided by 1.645); 1 without held-out episodes.
+        90% of the held-out episodes' query targets, with a finite-sample
+        correction for the ``m`` held-out tasks (groups), the exchangeable
+        units: the smallest factor that puts at least ``0.9 (m + 1) / m`` of
+        the standardised residuals ``|y - mean| / std`` inside ``1.645``
+        (conformal risk control; a fresh task then has at least 90% of its
+        rows inside on average). With rows held out of one dataset the
+        episodes are the units. 1 without held-out episodes.
         Applied when ``calibrate`` is True: ``adapt`` conditions with
         ``outputscale_ * std_scale_**2`` and ``noise_ * std_scale_**2``. Below 1
         means the meta-learned intervals were too wide.

@@ -370,9 +370,13 @@ class MetaRidgeRegressor(MetaRegressorBase):
         The meta-learned ridge penalty.
     std_scale_ : float
         The factor on the predictive std that makes the 90% intervals cover
-        90% of the held-out episodes' query targets (split conformal: the
-        ``ceil((n + 1) 0.9)``-th smallest of the ``n`` standardised residuals
-        ``|y - mean| / std``, divided by 1.645); 1 without held-out episodes.
+        90% of the held-out episodes' query targets, with a finite-sample
+        correction for the ``m`` held-out tasks (groups), the exchangeable
+        units: the smallest factor that puts at least ``0.9 (m + 1) / m`` of
+        the standardised residuals ``|y - mean| / std`` inside ``1.645``
+        (conformal risk control; a fresh task then has at least 90% of its
+        rows inside on average). With rows held out of one dataset the
+        episodes are the units. 1 without held-out episodes.
         Applied when ``calibrate`` is True.
     compile_seconds_ : float or None
         With ``compile=True``: wall-clock seconds the first compiled meta-step
