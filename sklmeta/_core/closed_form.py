@@ -390,7 +390,9 @@ class _IntervalCalibration:
                 n_episodes += len(xs)
         if not z:
             return {"std_scale_": 1.0}
-        return {"std_scale_": interval_scale(np.concatenate(z), n_units=n_units or n_episodes)}
+        # more held-out tasks than episodes: each episode is a unit of its own
+        units = min(n_units, n_episodes) if n_units else n_episodes
+        return {"std_scale_": interval_scale(np.concatenate(z), n_units=units)}
 
 
 # --------------------------------------------------------------- the strategies

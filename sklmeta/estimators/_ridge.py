@@ -263,12 +263,6 @@ class MetaRidgeRegressor(MetaRegressorBase):
         Output width of the default MLP: the embedding the ridge head acts on.
     activation : {"relu", "tanh", "gelu"}, default="relu"
         Activation of the default MLP.
-    calibrate : bool, default=True
-        Multiply every predictive std by ``std_scale_``, measured after
-        meta-training on the held-out meta-validation episodes so that
-        ``mean +/- 1.645 std`` covers 90% of their query targets (1 without
-        held-out episodes). Read at ``adapt`` too: ``set_params(calibrate=False)``
-        after ``fit`` gives the uncalibrated std, with no refit.
     module : torch.nn.Module, default=None
         A network to use instead of the MLP (deep-copied at fit). It maps
         ``[n, n_features]`` to an embedding of any width.
@@ -321,6 +315,12 @@ class MetaRidgeRegressor(MetaRegressorBase):
         accelerator places the parameters; ``device`` is then not used.
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights, the held-out split and the training episodes.
+    calibrate : bool, default=True
+        Multiply every predictive std by ``std_scale_``, measured after
+        meta-training on the held-out meta-validation episodes so that
+        ``mean +/- 1.645 std`` covers 90% of their query targets (1 without
+        held-out episodes). Read at ``adapt`` too: ``set_params(calibrate=False)``
+        after ``fit`` gives the uncalibrated std, with no refit.
     compile : bool, default=False
         Meta-train through ``torch.compile`` (skorch's name for it): the meta-loss
         of a meta-step, as a pure function of the meta-parameters and one
@@ -411,17 +411,16 @@ class MetaRidgeRegressor(MetaRegressorBase):
                               "calibrate": ["boolean"]}
 
     def __init__(self, *, task_splitter=None, hidden_layer_sizes=(40, 40), embedding_dim=40,
-                 activation="relu", calibrate=True, module=None, meta_lr=0.001,
-                 meta_batch_size=16, max_meta_steps=2000, validation_interval=100,
-                 max_epochs=None, early_stopping="auto", validation_fraction=0.2,
-                 n_iter_no_change=10, standardize="auto", callbacks=None, verbose=0,
-                 device="cpu", accelerator=None, random_state=None,
+                 activation="relu", module=None, meta_lr=0.001, meta_batch_size=16,
+                 max_meta_steps=2000, validation_interval=100, max_epochs=None,
+                 early_stopping="auto", validation_fraction=0.2, n_iter_no_change=10,
+                 standardize="auto", callbacks=None, verbose=0, device="cpu", accelerator=None,
+                 random_state=None, calibrate=True,
                  compile=False, **kwargs):
         self.task_splitter = task_splitter
         self.hidden_layer_sizes = hidden_layer_sizes
         self.embedding_dim = embedding_dim
         self.activation = activation
-        self.calibrate = calibrate
         self.module = module
         self.meta_lr = meta_lr
         self.meta_batch_size = meta_batch_size
@@ -437,6 +436,7 @@ class MetaRidgeRegressor(MetaRegressorBase):
         self.device = device
         self.accelerator = accelerator
         self.random_state = random_state
+        self.calibrate = calibrate
         self.compile = compile
         self._set_skorch_params(kwargs)
 
