@@ -56,7 +56,7 @@ __all__ = ["GRADIENT_CONSTRAINTS", "SAVED_ATTRIBUTES", "GradientBased", "MetaCla
 SAVED_ATTRIBUTES = ("n_way_", "n_features_in_", "feature_names_in_", "standardize_",
                     "x_mean_", "x_scale_", "y_mean_", "y_scale_", "label_mode_",
                     "label_classes_", "early_stopping_",
-                    "validation_split_", "best_epoch_", "initial_valid_score_")
+                    "validation_split_", "best_epoch_", "initial_valid_score_", "std_scale_")
 
 # skorch's prefixed parameters a meta-estimator takes as keywords, as skorch's
 # NeuralNet does (its ``prefixes_``): the outer optimizer's and torch.compile's.
@@ -106,6 +106,27 @@ def _n_way(est, pools, splitter):
             f"{pools[0].name or 'y '}has only 1 class ({label_repr(pools[0].y[0])})."
         )
     return n_way
+
+
+def _calibration(algorithm, net, valid_ds, n_tasks=1):
+    """The fitted attributes an algorithm measures on the held-out episodes after training.
+
+    Only an algorithm with a ``calibrate`` method (the closed-form regressors:
+    their ``std_scale_``) measures anything; ``valid_ds`` None (no hold-out)
+    gives it no episodes. ``n_tasks`` held-out tasks (or groups) are its
+    exchangeable units; held-out rows of one dataset (1) leave the episodes so.
+    """
+    calibrate = getattr(algorithm, "calibrate", None)
+    if calibrate is None:
+        return {}
+    episodes = None
+    if valid_ds is not None:
+        device = net.data_device
+        episodes = ((b["xs"].to(device), b["ys"].to(device), b["xq"].to(device), yq.to(device))
+                    for b, yq in valid_ds.batches(VALIDATION_EPISODES))
+    with compute_threads():
+        return calibrate(net.module_, episodes, loss=net.criterion_,
+                         n_units=n_tasks if n_tasks > 1 else None)
 
 
 def _budget(est, splitter):
@@ -410,7 +431,8 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
         except MetaTrainingDiverged:
             # the last finite weights stay usable; they are the latest, not the best
             self._commit(net, algorithm, {**fitted, "best_epoch_": len(net.history),
-                                          "initial_valid_score_": None})
+                                          "initial_valid_score_": None,
+                                          **_calibration(algorithm, net, None)})
             raise
         stopper = dict(net.callbacks_).get("random_start_early_stopping")
         done = stopper is not None and hasattr(stopper, "best_epoch_")
@@ -418,6 +440,7 @@ class MetaEstimatorBase(DocLinkMixin, BaseEstimator):
         fitted["initial_valid_score_"] = getattr(stopper, "initial_score_", None)
         if done:
             _warn_divergence(self, stopper, fitted["best_epoch_"])
+        fitted.update(_calibration(algorithm, net, valid_ds, len(valid_pools or ())))
         return self._commit(net, algorithm, fitted)
 
     def _commit(self, net, algorithm, fitted):

@@ -24,7 +24,8 @@ The format (version 3) is a dict with keys ``format`` (``"sklmeta"``),
 state; ``state_dict`` is the Learner's (the network and, for Meta-SGD, the step
 sizes); ``attributes`` the fitted attributes (``n_way_``, ``n_features_in_``,
 ``feature_names_in_``, ``standardize_``, ``early_stopping_``,
-``validation_split_``, ``best_epoch_``, ``initial_valid_score_``); ``history``
+``validation_split_``, ``best_epoch_``, ``initial_valid_score_`` and, for the
+closed-form regressors, ``std_scale_``; a file without it loads uncalibrated); ``history``
 skorch's history, one dict per epoch. Attributes derived from the network
 (``module_``, ``inner_lrs_``) are recomputed from it. An adapted estimator is
 ``{"class", "meta_estimator", "attributes"}`` with ``params_``, ``classes_``,

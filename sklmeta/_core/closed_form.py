@@ -23,23 +23,34 @@ the kernel's hyperparameters): its output is ``[n, 2]``, the predictive mean and
 standard deviation of ``y`` (noise included); ``forward(x, full_cov=True)``
 gives the joint predictive mean and covariance. The ridge regressor is that
 same predictor with a linear kernel.
+
+Both regressors calibrate that predictive distribution after meta-training
+(``calibrate`` of :class:`_IntervalCalibration`, run by ``fit`` on the held-out
+meta-validation episodes): :func:`interval_scale` of the standardised query
+residuals is the factor ``std_scale`` their ``adapt`` then puts on every
+predictive std, through the kernel's variances, so the mean is unchanged.
 """
 
+import copy
 import math
+from statistics import NormalDist
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import FunctionalInnerLoop, select_inner_loop
 from .algorithms import Learner, QueryObjective
 
-__all__ = ["KERNELS", "ClosedFormLearner", "DeepKernelGP", "GaussianPredictor", "Ridge",
-           "condition", "gp_nll", "kernel_matrix", "ridge_weights"]
+__all__ = ["INTERVAL_LEVEL", "KERNELS", "ClosedFormLearner", "DeepKernelGP",
+           "GaussianPredictor", "Ridge", "calibrated_std_scale", "condition", "gp_nll",
+           "interval_scale", "kernel_matrix", "ridge_weights"]
 
 KERNELS = ("rbf", "matern52", "linear")
 JITTER = 1e-6  # added to the diagonal of K before its Cholesky factor (scikit-learn's alpha)
 NOISE_FLOOR = 1e-4  # the smallest GP noise variance (gpytorch's GaussianLikelihood's)
 HYPER_LR_SCALE = 10.0  # how much faster than the embedding DKT's kernel hyperparameters learn
+INTERVAL_LEVEL = 0.9  # the coverage the held-out calibration of the predictive std matches
 
 
 class ClosedFormLearner(Learner):
@@ -264,8 +275,128 @@ def _n_way(loss, ys):
     return loss.n_classes if loss.n_classes is not None else int(ys.max()) + 1
 
 
+# ------------------------------------------------- calibrating the predictive std
+def interval_scale(z, level=INTERVAL_LEVEL, n_units=None):
+    """The factor on a predictive std that makes ``mean +/- q std`` cover ``level``.
+
+    ``z`` are the standardised absolute residuals ``|y - mean| / std`` of
+    held-out rows and ``q`` the two-sided normal quantile of ``level`` (1.645
+    for 0.9). The factor is the smallest ``s`` at which the share of ``z``
+    within ``q s`` is at least ``level (m + 1) / m``, capped at 1, for ``m``
+    exchangeable units: the ``ceil(n level (m + 1) / m)``-th smallest of the
+    ``n`` values of ``z``, divided by ``q``. With rows as the units (``m = n``,
+    the default) this is split conformal prediction's quantile, the
+    ``ceil((n + 1) level)``-th smallest. With ``m`` held-out tasks, each giving
+    as many rows (rows of one task are not exchangeable with another's), it is
+    conformal risk control (Angelopoulos, Bates, Fisch, Lei and Schuster,
+    ICLR 2024) of the share of a task's rows left outside: a fresh task
+    exchangeable with the held-out ones then has on average at least
+    ``level`` of its rows inside. 1 for Gaussian residuals whose std is right
+    and many units.
+
+    Parameters
+    ----------
+    z : array-like of shape (n,)
+        Non-negative standardised residuals, at least one, all finite.
+    level : float, default=0.9
+        The coverage to match, in (0, 1).
+    n_units : int, default=None
+        ``m``, the exchangeable units ``z`` comes from, in equal shares; None
+        means ``n`` (every row its own).
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> z = np.abs(np.random.RandomState(0).normal(scale=2.0, size=100_000))
+    >>> round(interval_scale(z), 2)  # the std was half the residuals' spread
+    2.0
+    """
+    z = np.asarray(z, dtype=np.float64).ravel()
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1); got {level!r}.")
+    if len(z) == 0 or not np.isfinite(z).all() or (z < 0).any():
+        raise ValueError("interval_scale needs at least one standardised residual, all "
+                         "finite and non-negative.")
+    m = len(z) if n_units is None else int(n_units)
+    if m < 1:
+        raise ValueError(f"n_units must be at least 1; got {n_units!r}.")
+    # ceil of n * level * (m + 1) / m, computed in integers where m divides n (no rounding up
+    # of 9.000000000000002 to 10)
+    share = min(1.0, level * (m + 1) / m)
+    rank = min(len(z), max(1, math.ceil(round(len(z) * share, 9))))
+    q = NormalDist().inv_cdf(0.5 + level / 2)
+    return float(np.partition(z, rank - 1)[rank - 1] / q)
+
+
+def calibrated_std_scale(est):
+    """The factor an estimator's ``adapt`` puts on the predictive std: ``std_scale_``, or 1.
+
+    ``std_scale_`` when ``est.calibrate`` is True and ``est`` is fitted (a file
+    saved before ``std_scale_`` existed has none: 1). ``calibrate`` is checked
+    here too, as ``adapt`` reads it.
+    """
+    if not isinstance(est.calibrate, (bool, np.bool_)):
+        raise TypeError(f"The 'calibrate' parameter of {type(est).__name__} must be a bool; "
+                        f"got {est.calibrate!r}.")
+    return float(getattr(est, "std_scale_", 1.0)) if est.calibrate else 1.0
+
+
+def _positive_scale(value):
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"std_scale must be a positive finite number; got {value!r}.")
+    return float(value)
+
+
+class _IntervalCalibration:
+    """The held-out calibration of a Gaussian regressor's predictive std.
+
+    A strategy with ``std_scale`` (the factor its ``adapt`` puts on every
+    predictive std; 1 until calibrated) and ``adapt``/``predictor`` giving a
+    :class:`GaussianPredictor`. :meth:`calibrate` adapts to held-out episodes'
+    support sets exactly as ``adapt`` does, predicts their query rows, and
+    returns :func:`interval_scale` of their standardised residuals.
+    """
+
+    std_scale = 1.0
+
+    def calibrate(self, learner, episodes, *, loss, n_units=None):
+        """``{"std_scale_": factor}`` from held-out episodes (1.0 when there are none).
+
+        Parameters
+        ----------
+        learner : ClosedFormLearner
+        episodes : iterable of (xs, ys, xq, yq) tensors, task-first, or None
+            Episodes of one shape.
+        loss : EpisodeLoss
+        n_units : int, default=None
+            The held-out tasks the episodes come from (:func:`interval_scale`'s
+            ``n_units``); None: the episodes are the exchangeable units.
+        """
+        if episodes is None:
+            return {"std_scale_": 1.0}
+        raw = copy.copy(self)
+        raw.std_scale = 1.0  # the residuals of the std as meta-learned
+        _, loop = raw.predictor(learner)
+        z, n_episodes = [], 0
+        with torch.no_grad():
+            for xs, ys, xq, yq in episodes:
+                out = loop.predict_many(raw.adapt(learner, xs, ys, loss=loss), xq).double()
+                resid = (yq.to(out.dtype) - out[..., 0]).abs()
+                z.append((resid / out[..., 1].clamp(min=1e-150)).flatten().cpu().numpy())
+                n_episodes += len(xs)
+        if not z:
+            return {"std_scale_": 1.0}
+        # more held-out tasks than episodes: each episode is a unit of its own
+        units = min(n_units, n_episodes) if n_units else n_episodes
+        return {"std_scale_": interval_scale(np.concatenate(z), n_units=units)}
+
+
 # --------------------------------------------------------------- the strategies
-class Ridge(QueryObjective):
+class Ridge(_IntervalCalibration, QueryObjective):
     """R2-D2: a meta-learned embedding with a closed-form ridge-regression head.
 
     Meta-learned: the embedding, the penalty ``lambda = exp(log_lambda)``
@@ -283,20 +414,31 @@ class Ridge(QueryObjective):
     maximum marginal likelihood given ``lambda``, in closed form:
     ``sigma^2 = lambda y^T (Z Z^T + lambda I)^-1 y / S``. The predictive variance
     is then ``sigma^2 (1 + (|z|^2 - k^T (Z Z^T + lambda I)^-1 k) / lambda)``,
-    ``k = Z z``: a GP with the linear kernel ``sigma^2 / lambda z.z'``.
+    ``k = Z z``: a GP with the linear kernel ``sigma^2 / lambda z.z'``. A
+    regressor's ``adapt`` multiplies ``sigma^2`` by ``std_scale ** 2``
+    (``std_scale_``, measured by :meth:`calibrate` on held-out episodes): the
+    mean is unchanged, every std scaled by ``std_scale``.
 
     Parameters
     ----------
     task : {"classification", "regression"}
+    std_scale : float, default=1.0
+        A regressor's factor on the predictive std at ``adapt``.
     """
 
     optimizer = torch.optim.Adam
     any_number_of_classes = True
 
-    def __init__(self, task):
+    def __init__(self, task, std_scale=1.0):
         if task not in ("classification", "regression"):
             raise ValueError(f"task must be 'classification' or 'regression'; got {task!r}")
-        self.task = task
+        self.task, self.std_scale = task, _positive_scale(std_scale)
+
+    def calibrate(self, learner, episodes, *, loss, n_units=None):
+        """A regressor's ``{"std_scale_": factor}`` (see :class:`_IntervalCalibration`)."""
+        if self.task == "classification":
+            return {}
+        return super().calibrate(learner, episodes, loss=loss, n_units=n_units)
 
     def learner(self, net, n_features):
         hyper = {"log_lambda": 0.0}
@@ -327,8 +469,12 @@ class Ridge(QueryObjective):
         return torch.stack([mu, var.clamp(min=0).sqrt()], dim=-1)
 
     @staticmethod
-    def _bayes(zs, ys, lam):
-        """The GP-form buffers of the Bayesian reading, the noise estimated from ``ys``."""
+    def _bayes(zs, ys, lam, variance_scale=1.0):
+        """The GP-form buffers of the Bayesian reading, the noise estimated from ``ys``.
+
+        ``variance_scale`` multiplies the noise and prior variances (the
+        predictive covariance; the mean does not change).
+        """
         n = zs.shape[1]
         lam = lam.to(zs.dtype)
         gram = zs @ zs.transpose(1, 2) + lam * torch.eye(n, dtype=zs.dtype, device=zs.device)
@@ -336,7 +482,7 @@ class Ridge(QueryObjective):
                                  _cholesky(gram, "ridge system Z Z^T + lambda I")).squeeze(-1)
         # maximum marginal likelihood of sigma^2 given lambda; floored so that an
         # exactly fitted support set (y = 0) still gives a positive-definite system
-        sigma2 = (lam * (ys.to(zs.dtype) * a).sum(-1) / n).clamp(min=1e-12)
+        sigma2 = variance_scale * (lam * (ys.to(zs.dtype) * a).sum(-1) / n).clamp(min=1e-12)
         return condition("linear", zs, ys.to(zs.dtype), lengthscale=torch.ones_like(sigma2),
                          outputscale=sigma2 / lam, noise=sigma2, mean=torch.zeros_like(sigma2),
                          jitter=0.0)
@@ -347,7 +493,7 @@ class Ridge(QueryObjective):
             lam = self.penalty(learner).double()
             n = len(xs)
             if self.task == "regression":
-                buffers = self._bayes(zs, ys.double(), lam)
+                buffers = self._bayes(zs, ys.double(), lam, self.std_scale ** 2)
                 return _check_finite({**learner.expanded_params(n, "net."), **buffers})
             w = ridge_weights(zs, self._targets(ys, loss, zs.dtype), lam)  # [T, E, C]
             scale = HYPER_LR_SCALE * learner.hyper["scale"].double()
@@ -374,7 +520,7 @@ class Ridge(QueryObjective):
         return values
 
 
-class DeepKernelGP:
+class DeepKernelGP(_IntervalCalibration):
     """Deep Kernel Transfer: a GP whose kernel acts on a meta-learned embedding.
 
     Meta-learned with the embedding: the kernel's length scale and output scale,
@@ -393,17 +539,25 @@ class DeepKernelGP:
     divided by their number (as gpytorch's ``ExactMarginalLogLikelihood``).
     Validation and adaptation condition on the support set only.
 
+    ``adapt`` multiplies the output scale, the noise variance (and the jitter)
+    by ``std_scale ** 2``: the posterior mean is unchanged and the predictive
+    covariance, so every std and ``sample_y``'s draws, is scaled by
+    ``std_scale`` (``std_scale_``, measured by :meth:`calibrate` on held-out
+    episodes after meta-training).
+
     Parameters
     ----------
     kernel : {"rbf", "matern52", "linear"}
+    std_scale : float, default=1.0
+        The factor on the predictive std at ``adapt``.
     """
 
     optimizer = torch.optim.Adam
 
-    def __init__(self, kernel="rbf"):
+    def __init__(self, kernel="rbf", std_scale=1.0):
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}; got {kernel!r}.")
-        self.kernel = kernel
+        self.kernel, self.std_scale = kernel, _positive_scale(std_scale)
 
     def learner(self, net, n_features):
         hyper = {"raw_lengthscale": 0.0, "raw_outputscale": 0.0, "raw_noise": 0.0,
@@ -440,7 +594,9 @@ class DeepKernelGP:
         with torch.no_grad():
             zs = learner.embed(xs).double()
             hyper = {k: v.double() for k, v in self.hyperparameters(learner).items()}
-            buffers = condition(self.kernel, zs, ys.double(), **hyper)
+            c = self.std_scale ** 2  # the covariance's factor; the mean stays as it is
+            hyper.update(outputscale=c * hyper["outputscale"], noise=c * hyper["noise"])
+            buffers = condition(self.kernel, zs, ys.double(), **hyper, jitter=c * JITTER)
         return _check_finite({**learner.expanded_params(len(xs), "net."), **buffers})
 
     def predictor(self, learner):
