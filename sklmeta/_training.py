@@ -242,10 +242,16 @@ class MetaNet(NeuralNet):
         are adapted as ``adapt`` will adapt (``adapt_steps``), so that early
         stopping watches what ``adapt`` delivers.
     meta_compile : dict or None
-        Options of ``torch.compile`` for the meta-loss
-        (:class:`~sklmeta._core.compiled.CompiledMetaLoss`); None runs it eagerly.
-        Not skorch's ``compile``, which would compile the module's forward.
+        Options of ``torch.compile`` for the meta-step
+        (:class:`~sklmeta._core.compiled.CompiledMetaLoss`): the meta-loss and its
+        gradient in one compiled graph, written into the parameters' ``.grad``
+        with no ``backward``; None runs it eagerly. Not skorch's ``compile``,
+        which would compile the module's forward.
     """
+
+    # the compiled meta-step computes the gradients itself (no backward); a net
+    # whose backward does more than autograd's (accelerate's) compiles the forward only
+    compiled_gradients = True
 
     def __init__(self, module, *args, algorithm=None, meta_compile=None, **kwargs):
         super().__init__(module, *args, **kwargs)
@@ -253,13 +259,20 @@ class MetaNet(NeuralNet):
         self.meta_compile = meta_compile
 
     def meta_loss(self, xs, ys, xq, yq):
-        """``(objective, reported loss, outputs)``: the algorithm's meta-loss of a meta-batch."""
+        """``(objective, reported loss, outputs, gradients)`` of a meta-batch.
+
+        ``gradients``, ``[(parameter, meta-gradient)]``, come from the compiled
+        meta-step; None when the meta-loss ran eagerly (or only its forward was
+        compiled): ``objective`` is then to be back-propagated.
+        """
         if self.meta_compile is None:
-            return self.algorithm.meta_loss(self.module_, xs, ys, xq, yq, loss=self.criterion_)
+            return (*self.algorithm.meta_loss(self.module_, xs, ys, xq, yq,
+                                              loss=self.criterion_), None)
         compiled = getattr(self, "compiled_meta_loss_", None)
         if compiled is None or compiled.learner is not self.module_:  # a new fit or net
             compiled = self.compiled_meta_loss_ = CompiledMetaLoss(
-                self.algorithm, self.module_, self.criterion_, self.meta_compile)
+                self.algorithm, self.module_, self.criterion_, self.meta_compile,
+                gradients=self.compiled_gradients)
         return compiled(xs, ys, xq, yq)
 
     def compile_seconds(self):
@@ -323,13 +336,25 @@ class MetaNet(NeuralNet):
                     self._diverged(step, loss)  # also over a Ctrl-C in the epoch
 
     def train_step_single(self, batch, **fit_params):
-        """One meta-step: the algorithm's meta-loss, then this net's own backward."""
+        """One meta-step: the algorithm's meta-loss, then this net's own backward.
+
+        A compiled meta-step returns the meta-gradients themselves: they become
+        the parameters' ``.grad`` (skorch's ``zero_grad`` left them None) and no
+        backward runs.
+        """
         self._set_training(True)
         Xi, yq = batch
         xs, ys, xq, yq = (to_device(t, self.data_device)
                           for t in (Xi["xs"], Xi["ys"], Xi["xq"], yq))
-        objective, loss, out = self.meta_loss(xs, ys, xq, yq)
-        self.backward(objective)
+        objective, loss, out, grads = self.meta_loss(xs, ys, xq, yq)
+        if grads is None:
+            self.backward(objective)
+        else:
+            for p, g in grads:
+                if p.grad is None:
+                    p.grad = g
+                else:  # an optimizer that zeroes rather than drops the gradients
+                    p.grad.add_(g)
         self.sync_gradients()
         self._check_finite(loss)
         return {"loss": loss, "y_pred": out}
@@ -541,6 +566,7 @@ class AcceleratedMetaNet(AccelerateMixin, MetaNet):
     """
 
     train_step_single = MetaNet.train_step_single
+    compiled_gradients = False  # accelerate's backward scales and casts: compile the forward
 
     @property
     def data_device(self):

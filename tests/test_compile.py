@@ -36,8 +36,10 @@ def _batch(seed, tasks=6, k=5):
 
 
 @pytest.mark.parametrize("custom", [False, True], ids=["batched-mlp", "torch.func"])
-def test_the_compiled_meta_gradient_is_the_eager_one(custom):
-    # second-order MAML, two inner steps: the meta-loss and every meta-gradient
+@pytest.mark.parametrize("gradients", [True, False], ids=["grad-compiled", "forward-compiled"])
+def test_the_compiled_meta_gradient_is_the_eager_one(custom, gradients):
+    # second-order MAML, two inner steps: the meta-loss and every meta-gradient, compiled
+    # whole (grad_and_value: one graph, no backward) or forward only (then back-propagated)
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(1, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
     if custom:  # not a plain MLP: the generic torch.func inner loop (grad under vmap)
@@ -46,17 +48,24 @@ def test_the_compiled_meta_gradient_is_the_eager_one(custom):
     learner = algorithm.learner(net, 1)
     assert learner.inner_loop.name == ("torch.func" if custom else "batched-mlp")
     loss = EpisodeLoss("regression")
-    compiled = CompiledMetaLoss(algorithm, learner, loss, {"backend": "aot_eager"})
+    compiled = CompiledMetaLoss(algorithm, learner, loss, {"backend": "aot_eager"},
+                                gradients=gradients)
     for seed in range(3):
         batch = _batch(seed)
         want, _, want_out = algorithm.meta_loss(learner, *batch, loss=loss)
         want_grads = torch.autograd.grad(want, list(learner.parameters()))
-        got, got_loss, got_out = compiled(*batch)
-        got_grads = torch.autograd.grad(got, list(learner.parameters()))
+        got, got_loss, got_out, got_grads = compiled(*batch)
+        if gradients:
+            assert [p for p, _ in got_grads] == list(learner.parameters())
+            assert not got.requires_grad  # no graph left: nothing to back-propagate
+            got_grads = [g for _, g in got_grads]
+        else:
+            assert got_grads is None
+            got_grads = torch.autograd.grad(got, list(learner.parameters()))
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(got_loss, want, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(got_out, want_out, rtol=1e-5, atol=1e-6)
-        for g, w in zip(got_grads, want_grads):
+        for g, w in zip(got_grads, want_grads, strict=True):
             torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
     assert compiled.failure is None and compiled.seconds > 0
 
