@@ -14,7 +14,8 @@ import torch
 from conftest import small
 from torch._dynamo.utils import counters
 
-from sklmeta import MAMLRegressor, MetaSGDClassifier, ReptileRegressor, TaskSplitter
+from sklmeta import (ANILClassifier, MAMLRegressor, MetaSGDClassifier, ReptileRegressor,
+                     TaskSplitter)
 from sklmeta._core import EpisodeLoss, algorithms
 from sklmeta._core.compiled import CompiledMetaLoss, CompileWarning
 from sklmeta.datasets import make_sinusoid_tasks
@@ -156,3 +157,41 @@ def test_the_compile_benchmark_runs(tmp_path):
                       "2", "--steps", "1", cwd=tmp_path)
     row = [line for line in proc.stdout.splitlines() if line.startswith("| 1 |")]
     assert len(row) == 1 and row[0].count("|") == 8, proc.stdout
+
+
+def test_a_compiled_meta_step_runs_no_backward(sine_tasks, monkeypatch):
+    # the compiled graph computes the meta-gradient itself: the net's backward (and so
+    # the autograd engine) never runs, but on the ragged last meta-batch, which is eager
+    from sklmeta._training import MetaNet
+
+    calls = []
+    monkeypatch.setattr(MetaNet, "backward", lambda net, loss: calls.append(loss.shape)
+                        or loss.backward())
+    small(MAMLRegressor, max_epochs=2, **FAST).fit(sine_tasks)  # 16 tasks in batches of 4
+    assert calls == []
+    small(MAMLRegressor, max_epochs=1).fit(sine_tasks)
+    assert len(calls) == 4  # eager: every meta-step back-propagates
+
+
+@pytest.mark.parametrize("cls, first_order", [(MAMLRegressor, False), (MAMLRegressor, True),
+                                              (ANILClassifier, True)],
+                         ids=["maml", "fomaml", "anil-first-order"])
+def test_batchnorm_and_dropout_compile_to_the_eager_weights(cls, first_order, class_tasks,
+                                                            sine_tasks):
+    # BatchNorm normalises by each task's support rows and Dropout draws its masks in
+    # the compiled meta-gradient as eagerly: the same weights and the same buffers
+    def net(n_in, n_out):
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Linear(n_in, 8), torch.nn.BatchNorm1d(8),
+                                   torch.nn.ReLU(), torch.nn.Dropout(0.3),
+                                   torch.nn.Linear(8, n_out))
+
+    data = class_tasks if cls is ANILClassifier else sine_tasks
+    n_in, n_out = data[0][0].shape[1], 2 if cls is ANILClassifier else 1
+    params = dict(max_epochs=1, inner_steps=2, first_order=first_order, early_stopping=False)
+    eager = small(cls, module=net(n_in, n_out), **params).fit(data)
+    compiled = small(cls, module=net(n_in, n_out), **params, **FAST).fit(data)
+    assert compiled.compile_seconds_ > 0 and compiled.inner_loop_ == "torch.func"
+    assert_same_weights(compiled.module_, eager.module_)
+    for (name, a), b in zip(compiled.module_.named_buffers(), eager.module_.buffers()):
+        torch.testing.assert_close(a, b, msg=name)
