@@ -16,9 +16,10 @@ import math
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import EarlyStopping, PassthroughScoring, ProgressBar
+from skorch.callbacks import Callback, EarlyStopping, EpochScoring, PassthroughScoring, ProgressBar
 from skorch.helper import predefined_split
 from skorch.hf import AccelerateMixin
+from skorch.history import History
 from skorch.utils import noop, to_device
 
 from ._core import EpisodeLoss
@@ -323,7 +324,10 @@ class MetaNet(NeuralNet):
             watch.params = list(self.module_.parameters())  # fixed for the epoch
         self._finite_watch = watch
         try:
-            super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
+            if training and iterator is not None and self._losses_read_at_epoch_end():
+                self._training_epoch(iterator, prefix, step_fn, **fit_params)
+            else:
+                super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
         finally:
             self._finite_watch = None
             if watch is not None:
@@ -334,6 +338,46 @@ class MetaNet(NeuralNet):
                     loss = (batches[step - 1].get("train_loss", math.nan)
                             if step <= len(batches) else math.nan)
                     self._diverged(step, loss)  # also over a Ctrl-C in the epoch
+
+    def _losses_read_at_epoch_end(self):
+        """Whether no callback reads a meta-step's loss from the history as it ends.
+
+        skorch's own callbacks that run at every batch end are the progress bar
+        (which shows the loss) and the epoch scorings (which only collect
+        predictions); any other ``on_batch_end`` may read the loss, as a float.
+        """
+        if type(self.history) is not History:  # a distributed history: skorch's way
+            return False
+        return all(type(cb).on_batch_end in (Callback.on_batch_end, EpochScoring.on_batch_end)
+                   for _, cb in self.callbacks_)
+
+    def _training_epoch(self, iterator, prefix, step_fn, **fit_params):
+        """skorch's training epoch, with every meta-step's loss read once, at its end.
+
+        skorch records ``step["loss"].item()`` at each meta-step: a host
+        synchronisation per step (on a GPU, the host waits for the device at every
+        step). Here the history holds the detached loss tensor until the epoch
+        ends (or stops: an error, a Ctrl-C), then the floats skorch would have
+        recorded, read in one transfer. :meth:`run_single_epoch` takes this path
+        only when no callback reads the losses during the epoch.
+        """
+        key, rows = prefix + "_loss", []
+        try:
+            batch_count = 0
+            for batch in iterator:
+                self.notify("on_batch_begin", batch=batch, training=True)
+                step = step_fn(batch, **fit_params)
+                self.history.record_batch(key, step["loss"].detach())
+                rows.append(self.history[-1]["batches"][-1])
+                self.history.record_batch(prefix + "_batch_size", len(batch[1]))  # the tasks
+                self.notify("on_batch_end", batch=batch, training=True, **step)
+                batch_count += 1
+            self.history.record(prefix + "_batch_count", batch_count)
+        finally:
+            if rows:
+                values = torch.stack([row[key].reshape(()) for row in rows]).tolist()
+                for row, value in zip(rows, values):
+                    row[key] = value
 
     def train_step_single(self, batch, **fit_params):
         """One meta-step: the algorithm's meta-loss, then this net's own backward.

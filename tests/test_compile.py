@@ -14,8 +14,7 @@ import torch
 from conftest import small
 from torch._dynamo.utils import counters
 
-from sklmeta import (ANILClassifier, MAMLRegressor, MetaSGDClassifier, ReptileRegressor,
-                     TaskSplitter)
+from sklmeta import ANILClassifier, MAMLRegressor, MetaSGDClassifier, ReptileRegressor, TaskSplitter
 from sklmeta._core import EpisodeLoss, algorithms
 from sklmeta._core.compiled import CompiledMetaLoss, CompileWarning
 from sklmeta.datasets import make_sinusoid_tasks
