@@ -131,13 +131,13 @@ class CompiledMetaLoss:
         self.gradients = gradients
         self.module = _MetaLoss(algorithm, learner, loss)
         self.seconds, self.failure, self.shapes = None, None, None
-        self._compiled = None
+        self._compiled, self._named = None, None
 
     def __getstate__(self):
         # a compiled function does not pickle: keep the record; the net builds a new one
         return {"seconds": self.seconds, "failure": self.failure, "options": self.options,
                 "gradients": self.gradients, "learner": None, "shapes": None,
-                "_compiled": None}
+                "_compiled": None, "_named": None}
 
     def eager(self, xs, ys, xq, yq):
         return self.algorithm.meta_loss(self.learner, xs, ys, xq, yq, loss=self.loss)
@@ -149,7 +149,9 @@ class CompiledMetaLoss:
         the trainable parameters; otherwise None, and ``objective`` carries the
         graph to back-propagate.
         """
-        named = list(self.module.named_parameters())
+        if self._named is None:  # the module's parameters are those of the whole fit
+            self._named = list(self.module.named_parameters())
+        named = self._named
         with SWAP_LOCK:
             if not self.gradients:
                 objective, loss, out = self._compiled(self.module, dict(named), *batch)
