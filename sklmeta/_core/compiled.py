@@ -42,13 +42,32 @@ import warnings
 import torch
 from torch.func import functional_call, grad_and_value
 
-from .functional import SWAP_LOCK
+from .algorithms import Learner
+from .batched_mlp import BatchedMLPInnerLoop
+from .functional import SWAP_LOCK, FunctionalInnerLoop
 
 __all__ = ["CompileWarning", "CompiledMetaLoss"]
 
 
 class CompileWarning(UserWarning):
     """torch.compile failed on the meta-step; meta-training continues eagerly."""
+
+
+def _traced_learner(learner):
+    """The learner whose meta-loss is compiled: ``learner``, or a view of it on torch.func.
+
+    The hand-batched MLP inner loop is the faster one eagerly (a few large ops,
+    little autograd overhead), but traced and compiled its hand-written backward,
+    differentiated again, gives a larger graph than torch.func's ``grad`` under
+    ``vmap`` of the same network (``benchmarks/RESULTS.md``, "compiled
+    meta-gradient"). The view shares the network and the step sizes, so the same
+    parameters under the same names; both inner loops are pinned to one
+    reference in the tests.
+    """
+    if type(learner) is Learner and isinstance(learner.inner_loop, BatchedMLPInnerLoop):
+        return Learner(learner.net, learner.n_features, learner.lrs,
+                       FunctionalInnerLoop(learner.net))
+    return learner
 
 
 class _MetaLoss(torch.nn.Module):
@@ -129,7 +148,8 @@ class CompiledMetaLoss:
         self.algorithm, self.learner, self.loss = algorithm, learner, loss
         self.options = {"dynamic": False, **(options or {})}
         self.gradients = gradients
-        self.module = _MetaLoss(algorithm, learner, loss)
+        self.module = _MetaLoss(algorithm, _traced_learner(learner) if gradients else learner,
+                                loss)
         self.seconds, self.failure, self.shapes = None, None, None
         self._compiled, self._named = None, None
 
