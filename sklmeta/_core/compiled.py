@@ -3,8 +3,9 @@
 What is compiled is the meta-gradient: ``torch.func.grad_and_value`` of the map
 from the trainable meta-parameters and one meta-batch to the algorithm's
 meta-loss, ``(params, xs, ys, xq, yq) -> (gradients, (objective, loss, outputs))``,
-through :func:`torch.func.functional_call`: the inner loop (the hand-batched MLP or
-torch.func's ``grad`` under ``vmap``), the query loss and its gradient, in one
+through :func:`torch.func.functional_call`: the inner loop (torch.func's ``grad``
+under ``vmap``, also for a plain MLP, whose eager fits use the hand-batched
+inner loop: see :func:`_traced_learner`), the query loss and its gradient, in one
 graph. The net writes the gradients into the parameters' ``.grad`` and calls no
 ``backward``: no autograd engine runs in a compiled meta-step. (Measured on the
 MAML paper's sinusoids, ``benchmarks/RESULTS.md``: compiling only the forward
