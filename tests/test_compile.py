@@ -194,3 +194,25 @@ def test_batchnorm_and_dropout_compile_to_the_eager_weights(cls, first_order, cl
     assert_same_weights(compiled.module_, eager.module_)
     for (name, a), b in zip(compiled.module_.named_buffers(), eager.module_.buffers()):
         torch.testing.assert_close(a, b, msg=name)
+
+
+def test_a_meta_gradient_that_is_not_one_graph_compiles_its_forward(sine_tasks, monkeypatch):
+    # MetaRidge's Cholesky check reads a flag back (a graph break), which torch.func's
+    # grad_and_value cannot span under torch.compile: rather than running it eagerly
+    # (slower than autograd), the forward meta-loss compiles and is back-propagated
+    from sklmeta import MetaRidgeRegressor
+    from sklmeta._training import MetaNet
+
+    calls = []
+    monkeypatch.setattr(MetaNet, "backward", lambda net, loss: calls.append(1)
+                        or loss.backward())
+    eager = small(MetaRidgeRegressor, max_epochs=1).fit(sine_tasks)
+    calls.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileWarning)
+        compiled = small(MetaRidgeRegressor, max_epochs=1, **FAST).fit(sine_tasks)
+    record = compiled.net_.compiled_meta_loss_
+    assert record.whole_failure is not None and not record.gradients
+    assert record.failure is None and compiled.compile_seconds_ > 0
+    assert len(calls) == 4  # every meta-step back-propagates the compiled forward
+    assert_same_weights(compiled.module_, eager.module_)

@@ -13,8 +13,11 @@ meta-loss and back-propagating through AOTAutograd's backward was no faster than
 eager; the whole gradient compiled is.) With ``gradients=False`` (an accelerated
 net, whose backward is accelerate's: loss scaling, mixed precision) only the
 forward meta-loss ``(objective, loss, outputs)`` is compiled and the net
-back-propagates it. Not compiled: the skorch module itself, the optimizer step,
-meta-validation, ``adapt`` and ``score``.
+back-propagates it; so too where the meta-gradient is not one graph (a graph
+break, which torch.func's transforms cannot span: a closed-form learner's
+data-dependent Cholesky check), rather than run ``grad_and_value`` eagerly. Not
+compiled: the skorch module itself, the optimizer step, meta-validation, ``adapt``
+and ``score``.
 
 Shapes are static (``dynamic=False``): a fit's meta-batches all have the same
 shape (``meta_batch_size`` tasks, ``k_shot`` and ``n_query`` rows per class or
@@ -131,8 +134,10 @@ class CompiledMetaLoss:
         ``dynamic`` defaults to False.
     gradients : bool, default=True
         Compile the meta-gradient with the meta-loss (``grad_and_value``, one
-        graph); False compiles the forward meta-loss only, for a caller that
-        back-propagates it itself.
+        graph, ``fullgraph=True`` unless ``options`` say otherwise); False
+        compiles the forward meta-loss only, for a caller that back-propagates it
+        itself. Where the meta-gradient is not one graph, the forward meta-loss
+        is compiled instead (see ``whole_failure``).
 
     Attributes
     ----------
@@ -141,6 +146,11 @@ class CompiledMetaLoss:
         call and after a failure.
     failure : str or None
         Why compiling failed, when it did.
+    whole_failure : str or None
+        Why the meta-gradient did not compile as one graph, when it did not (a
+        graph break: a data-dependent check such as a closed-form learner's
+        Cholesky test); the forward meta-loss is then compiled on its own, and
+        ``gradients`` becomes False.
     shapes : tuple or None
         The meta-batch shapes compiled for.
     """
@@ -152,13 +162,14 @@ class CompiledMetaLoss:
         self.module = _MetaLoss(algorithm, _traced_learner(learner) if gradients else learner,
                                 loss)
         self.seconds, self.failure, self.shapes = None, None, None
+        self.whole_failure = None
         self._compiled, self._named = None, None
 
     def __getstate__(self):
         # a compiled function does not pickle: keep the record; the net builds a new one
         return {"seconds": self.seconds, "failure": self.failure, "options": self.options,
-                "gradients": self.gradients, "learner": None, "shapes": None,
-                "_compiled": None, "_named": None}
+                "gradients": self.gradients, "whole_failure": self.whole_failure,
+                "learner": None, "shapes": None, "_compiled": None, "_named": None}
 
     def eager(self, xs, ys, xq, yq):
         return self.algorithm.meta_loss(self.learner, xs, ys, xq, yq, loss=self.loss)
@@ -217,11 +228,20 @@ class CompiledMetaLoss:
         if self.failure is not None or (self.shapes is not None and shapes != self.shapes):
             return (*self.eager(*batch), None)
         if self._compiled is None:
+            spent = 0.0
+            if self.gradients:
+                start = time.perf_counter()
+                try:
+                    return self._compile(batch, shapes, _pure_gradients, fullgraph=True)
+                except Exception as e:  # noqa: BLE001 - not one graph: compile the forward
+                    self.whole_failure = _why(e)
+                    self._compiled, self._named, self.gradients = None, None, False
+                    self.module = _MetaLoss(self.algorithm, self.learner, self.loss)
+                    spent = time.perf_counter() - start
             try:
-                pure = _pure_gradients if self.gradients else _pure
-                self._compiled = torch.compile(_fresh_copy(pure), **self.options)
-                self.seconds = self._first_call(batch)
-                self.shapes = shapes
+                out = self._compile(batch, shapes, _pure)
+                self.seconds += spent
+                return out
             except Exception as e:  # noqa: BLE001 - any compiler failure: run eagerly
                 self.failure = _why(e)
                 self._compiled, self.seconds = None, None
@@ -230,4 +250,14 @@ class CompiledMetaLoss:
                     f"({self.failure}); meta-training continues eagerly.",
                     CompileWarning, stacklevel=2)
                 return (*self.eager(*batch), None)
+        return self._call(batch)
+
+    def _compile(self, batch, shapes, pure, fullgraph=None):
+        """Compile ``pure`` on ``batch`` (timed, no side effects), then run it on ``batch``."""
+        options = dict(self.options)
+        if fullgraph is not None:
+            options.setdefault("fullgraph", fullgraph)
+        self._compiled = torch.compile(_fresh_copy(pure), **options)
+        self.seconds = self._first_call(batch)
+        self.shapes = shapes
         return self._call(batch)
