@@ -240,3 +240,4 @@ def test_a_callback_at_batch_end_sees_each_loss_as_a_float(sine_tasks):
     plain = small_regressor(max_epochs=2, early_stopping=False).fit(sine_tasks)
     assert len(seen) == 8 and all(type(v) is float for v in seen)
     assert seen == [v for e in plain.history_[:, "batches", :, "train_loss"] for v in e]
+    assert watched.history_[:, "train_loss"] == plain.history_[:, "train_loss"]
