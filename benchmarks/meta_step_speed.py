@@ -21,6 +21,9 @@ second- and first-order, 1 and 5 inner steps. Compared:
     and, where a C++ compiler exists, ``torch.compile``-d (compilation time is
     reported apart from the rate; ``--no-compile`` skips it).
 
+sklmeta's ``fit()`` is timed eagerly and, where (e) compiled runs, with
+``compile=True`` too (its ``compile_seconds_`` reported apart from the rate).
+
 sklmeta is measured as a user meets it: a ``MAMLRegressor.fit`` on 200 sinusoid
 tasks, episode sampling and the skorch loop included; the rate is meta-steps over
 the epochs' durations (skorch's history), the one-off set-up (input validation,
@@ -261,11 +264,14 @@ def rate(step, data, seconds=4.0):
     return n / (time.perf_counter() - start)
 
 
-def sklmeta_rate(device, steps, first_order, tasks, cls=MAMLRegressor, meta_lr=1e-3):
+def sklmeta_rate(device, steps, first_order, tasks, cls=MAMLRegressor, meta_lr=1e-3,
+                 compile=False):
+    """``(steady meta-steps/s, set-up s, compile s)`` of a fit; compile s is None eagerly."""
     splitter = TaskSplitter(k_shot=K, n_query=K, n_tasks=T * 100, random_state=0)
     params = dict(task_splitter=splitter, hidden_layer_sizes=(40, 40), inner_lr=LR,
                   inner_steps=steps, first_order=first_order, meta_lr=meta_lr, meta_batch_size=T,
-                  max_epochs=6, early_stopping=False, device=device, random_state=0)
+                  max_epochs=6, early_stopping=False, device=device, random_state=0,
+                  compile=compile)
     accepted = cls().get_params()
     meta = cls(**{k: v for k, v in params.items() if k in accepted})
     start = time.perf_counter()
@@ -273,10 +279,11 @@ def sklmeta_rate(device, steps, first_order, tasks, cls=MAMLRegressor, meta_lr=1
     total = time.perf_counter() - start
     durations = np.asarray(meta.history_[:, "dur"])
     counts = np.asarray(meta.history_[:, "train_batch_count"])
-    # the first epoch carries one-off warm-up: report it with the set-up
+    # the first epoch carries one-off warm-up (and the compilation): report it apart
     steady = counts[1:].sum() / durations[1:].sum()
-    setup = total - durations[1:].sum() - counts[0] / steady
-    return steady, setup
+    compile_s = getattr(meta, "compile_seconds_", None)
+    setup = total - durations[1:].sum() - counts[0] / steady - (compile_s or 0.0)
+    return steady, setup, compile_s
 
 
 def flops_per_meta_step(steps, first_order):
@@ -347,6 +354,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=1,
                         help="rounds of every measurement; cells show median (range)")
     parser.add_argument("--no-compile", action="store_true", help="skip (e) compiled")
+    parser.add_argument("--order", choices=["both", "second", "first"], default="both",
+                        help="which meta-gradients to time (both: second- and first-order)")
     parser.add_argument("--only-loops", action="store_true",
                         help="skip the batched evaluation and the every-algorithm tables")
     args = parser.parse_args(argv)
@@ -377,16 +386,24 @@ def main(argv=None):
     print()
     data = batches(20, device)
     tasks = make_sinusoid_tasks(n_tasks=200, n_samples=2 * K, random_state=0)
-    configs = [(first_order, steps) for first_order in (False, True) for steps in (1, 5)]
+    orders = {"both": (False, True), "second": (False,), "first": (True,)}[args.order]
+    configs = [(first_order, steps) for first_order in orders for steps in (1, 5)]
     small = matmul_gflops((T, 2 * K, 40), (T, 40, 40), device)
-    rows = {c: {"sklmeta": [], "setup": [], **{n: [] for n in loops}} for c in configs}
+    compiled_fit = why_not_compiled is None
+    ours_names = ["sklmeta fit()"] + (["sklmeta fit(compile=True)"] if compiled_fit else [])
+    rows = {c: {"setup": [], "fit compile s": [], **{n: [] for n in ours_names + list(loops)}}
+            for c in configs}
     made, compile_s = {}, {}
     for _ in range(args.repeats):
         for first_order, steps in configs:
             row = rows[first_order, steps]
-            ours, setup = sklmeta_rate(device, steps, first_order, tasks)
-            row["sklmeta"].append(ours)
+            ours, setup, _ = sklmeta_rate(device, steps, first_order, tasks)
+            row["sklmeta fit()"].append(ours)
             row["setup"].append(setup)
+            if compiled_fit:
+                ours, _, seconds = sklmeta_rate(device, steps, first_order, tasks, compile=True)
+                row["sklmeta fit(compile=True)"].append(ours)
+                row["fit compile s"].append(seconds)
             for name, make in loops.items():
                 key = (name, first_order, steps)
                 if key not in made:  # built once: compiled loops compile once
@@ -400,41 +417,48 @@ def main(argv=None):
                   file=sys.stderr, flush=True)
     names = list(loops)
     print("Meta-steps per second:\n")
-    print("| order | inner steps | sklmeta fit() | " + " | ".join(names) + " | set-up s |")
-    print("|---|---|---|" + "---|" * len(names) + "---|")
+    print("| order | inner steps | " + " | ".join(ours_names + names) + " | set-up s |"
+          + (" fit compile s |" if compiled_fit else ""))
+    print("|---|---|" + "---|" * len(ours_names + names) + "---|"
+          + ("---|" if compiled_fit else ""))
     for (first_order, steps), r in rows.items():
-        print(f"| {'first' if first_order else 'second'} | {steps} | {_cell(r['sklmeta'])} | "
-              + " | ".join(_cell(r[n]) for n in names) + f" | {_cell(r['setup'], '{:.2f}')} |")
-    print("\nsklmeta fit() against each (ratios of the same round), and against the "
-          "arithmetic bound:\n")
+        print(f"| {'first' if first_order else 'second'} | {steps} | "
+              + " | ".join(_cell(r[n]) for n in ours_names + names)
+              + f" | {_cell(r['setup'], '{:.2f}')} |"
+              + (f" {_cell(r['fit compile s'], '{:.1f}')} |" if compiled_fit else ""))
+    print("\nsklmeta fit() (eager, and compile=True) against each (ratios of the same round), "
+          "and against the arithmetic bound:\n")
     short = [n.split(")")[0] + ")" + (" compiled" if "compiled" in n else "") for n in names]
-    print("| order | inner steps | " + " | ".join(f"/ {s}" for s in short)
+    print("| fit() | order | inner steps | " + " | ".join(f"/ {s}" for s in short)
           + " | FLOPs per step | bound steps/s | bound / sklmeta | achieved GFLOP/s |"
-          + (" compile s |" if "(e) torch.func compiled" in loops else ""))
-    print("|---|---|" + "---|" * len(names) + "---|---|---|---|"
+          + (" (e) compile s |" if "(e) torch.func compiled" in loops else ""))
+    print("|---|---|---|" + "---|" * len(names) + "---|---|---|---|"
           + ("---|" if "(e) torch.func compiled" in loops else ""))
-    for (first_order, steps), r in rows.items():
-        flops = flops_per_meta_step(steps, first_order)
-        bound = small * 1e9 / flops
-        ratios = []
-        for n in names:
-            pairs = [a / b for a, b in zip(r["sklmeta"], r[n]) if b]
-            ratios.append(_cell(pairs, "{:.1f}x") if pairs else "n/a")
-        line = (f"| {'first' if first_order else 'second'} | {steps} | " + " | ".join(ratios)
-                + f" | {flops / 1e6:.2f} M | {bound:.0f} | "
-                + _cell([bound / x for x in r["sklmeta"]], "{:.1f}x")
-                + f" | {_cell([flops * x / 1e9 for x in r['sklmeta']], '{:.2f}')} |")
-        if "(e) torch.func compiled" in loops:
-            seconds, diff = compile_s.get((first_order, steps), (float("nan"), float("nan")))
-            line += f" {seconds:.0f} (meta-gradient vs eager: max diff {diff:.1e}) |"
-        print(line)
+    for ours in ours_names:
+        for (first_order, steps), r in rows.items():
+            flops = flops_per_meta_step(steps, first_order)
+            bound = small * 1e9 / flops
+            ratios = []
+            for n in names:
+                pairs = [a / b for a, b in zip(r[ours], r[n]) if b]
+                ratios.append(_cell(pairs, "{:.1f}x") if pairs else "n/a")
+            line = (f"| {'compile=True' if 'compile' in ours else 'eager'} | "
+                    f"{'first' if first_order else 'second'} | {steps} | " + " | ".join(ratios)
+                    + f" | {flops / 1e6:.2f} M | {bound:.0f} | "
+                    + _cell([bound / x for x in r[ours]], "{:.1f}x")
+                    + f" | {_cell([flops * x / 1e9 for x in r[ours]], '{:.2f}')} |")
+            if "(e) torch.func compiled" in loops:
+                seconds, diff = compile_s.get((first_order, steps), (float("nan"), float("nan")))
+                line += f" {seconds:.0f} (meta-gradient vs eager: max diff {diff:.1e}) |"
+            print(line)
     big = matmul_gflops((512, 512), (512, 512), device)
     print(f"\nMachine: {small:.1f} GFLOP/s on this problem's batched matmuls "
           f"([{T}, {2 * K}, 40] @ [{T}, 40, 40]), {big:.1f} GFLOP/s on a 512x512 GEMM; the "
           "bound is a meta-step's FLOPs (torch.utils.flop_counter) at the first figure. "
           "(a) cannot be second-order (in-place optimizer steps). Set-up: one-off time of a "
-          "fit (input validation, first-epoch warm-up), apart from the rate; compile s: the "
-          "first call of (e) compiled, whose meta-gradient is compared with the eager one's.")
+          "fit (input validation, first-epoch warm-up), apart from the rate and from fit compile s "
+          "(compile=True's compile_seconds_); (e) compile s: the first call of (e) compiled, "
+          "whose meta-gradient is compared with the eager one's.")
     if args.only_loops:
         return
     seconds = batched_evaluation(device)

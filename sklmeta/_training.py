@@ -16,9 +16,10 @@ import math
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import EarlyStopping, PassthroughScoring, ProgressBar
+from skorch.callbacks import Callback, EarlyStopping, EpochScoring, PassthroughScoring, ProgressBar
 from skorch.helper import predefined_split
 from skorch.hf import AccelerateMixin
+from skorch.history import History
 from skorch.utils import noop, to_device
 
 from ._core import EpisodeLoss
@@ -242,10 +243,16 @@ class MetaNet(NeuralNet):
         are adapted as ``adapt`` will adapt (``adapt_steps``), so that early
         stopping watches what ``adapt`` delivers.
     meta_compile : dict or None
-        Options of ``torch.compile`` for the meta-loss
-        (:class:`~sklmeta._core.compiled.CompiledMetaLoss`); None runs it eagerly.
-        Not skorch's ``compile``, which would compile the module's forward.
+        Options of ``torch.compile`` for the meta-step
+        (:class:`~sklmeta._core.compiled.CompiledMetaLoss`): the meta-loss and its
+        gradient in one compiled graph, written into the parameters' ``.grad``
+        with no ``backward``; None runs it eagerly. Not skorch's ``compile``,
+        which would compile the module's forward.
     """
+
+    # the compiled meta-step computes the gradients itself (no backward); a net
+    # whose backward does more than autograd's (accelerate's) compiles the forward only
+    compiled_gradients = True
 
     def __init__(self, module, *args, algorithm=None, meta_compile=None, **kwargs):
         super().__init__(module, *args, **kwargs)
@@ -253,13 +260,20 @@ class MetaNet(NeuralNet):
         self.meta_compile = meta_compile
 
     def meta_loss(self, xs, ys, xq, yq):
-        """``(objective, reported loss, outputs)``: the algorithm's meta-loss of a meta-batch."""
+        """``(objective, reported loss, outputs, gradients)`` of a meta-batch.
+
+        ``gradients``, ``[(parameter, meta-gradient)]``, come from the compiled
+        meta-step; None when the meta-loss ran eagerly (or only its forward was
+        compiled): ``objective`` is then to be back-propagated.
+        """
         if self.meta_compile is None:
-            return self.algorithm.meta_loss(self.module_, xs, ys, xq, yq, loss=self.criterion_)
+            return (*self.algorithm.meta_loss(self.module_, xs, ys, xq, yq,
+                                              loss=self.criterion_), None)
         compiled = getattr(self, "compiled_meta_loss_", None)
         if compiled is None or compiled.learner is not self.module_:  # a new fit or net
             compiled = self.compiled_meta_loss_ = CompiledMetaLoss(
-                self.algorithm, self.module_, self.criterion_, self.meta_compile)
+                self.algorithm, self.module_, self.criterion_, self.meta_compile,
+                gradients=self.compiled_gradients)
         return compiled(xs, ys, xq, yq)
 
     def compile_seconds(self):
@@ -310,7 +324,10 @@ class MetaNet(NeuralNet):
             watch.params = list(self.module_.parameters())  # fixed for the epoch
         self._finite_watch = watch
         try:
-            super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
+            if training and iterator is not None and self._losses_read_at_epoch_end():
+                self._training_epoch(iterator, prefix, step_fn, **fit_params)
+            else:
+                super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
         finally:
             self._finite_watch = None
             if watch is not None:
@@ -322,14 +339,66 @@ class MetaNet(NeuralNet):
                             if step <= len(batches) else math.nan)
                     self._diverged(step, loss)  # also over a Ctrl-C in the epoch
 
+    def _losses_read_at_epoch_end(self):
+        """Whether no callback reads a meta-step's loss from the history as it ends.
+
+        skorch's own callbacks that run at every batch end are the progress bar
+        (which shows the loss) and the epoch scorings (which only collect
+        predictions); any other ``on_batch_end`` may read the loss, as a float.
+        """
+        if type(self.history) is not History:  # a distributed history: skorch's way
+            return False
+        return all(type(cb).on_batch_end in (Callback.on_batch_end, EpochScoring.on_batch_end)
+                   for _, cb in self.callbacks_)
+
+    def _training_epoch(self, iterator, prefix, step_fn, **fit_params):
+        """skorch's training epoch, with every meta-step's loss read once, at its end.
+
+        skorch records ``step["loss"].item()`` at each meta-step: a host
+        synchronisation per step (on a GPU, the host waits for the device at every
+        step). Here the history holds the detached loss tensor until the epoch
+        ends (or stops: an error, a Ctrl-C), then the floats skorch would have
+        recorded, read in one transfer. :meth:`run_single_epoch` takes this path
+        only when no callback reads the losses during the epoch.
+        """
+        key, rows = prefix + "_loss", []
+        try:
+            batch_count = 0
+            for batch in iterator:
+                self.notify("on_batch_begin", batch=batch, training=True)
+                step = step_fn(batch, **fit_params)
+                self.history.record_batch(key, step["loss"].detach())
+                rows.append(self.history[-1]["batches"][-1])
+                self.history.record_batch(prefix + "_batch_size", len(batch[1]))  # the tasks
+                self.notify("on_batch_end", batch=batch, training=True, **step)
+                batch_count += 1
+            self.history.record(prefix + "_batch_count", batch_count)
+        finally:
+            if rows:
+                values = torch.stack([row[key].reshape(()) for row in rows]).tolist()
+                for row, value in zip(rows, values):
+                    row[key] = value
+
     def train_step_single(self, batch, **fit_params):
-        """One meta-step: the algorithm's meta-loss, then this net's own backward."""
+        """One meta-step: the algorithm's meta-loss, then this net's own backward.
+
+        A compiled meta-step returns the meta-gradients themselves: they become
+        the parameters' ``.grad`` (skorch's ``zero_grad`` left them None) and no
+        backward runs.
+        """
         self._set_training(True)
         Xi, yq = batch
         xs, ys, xq, yq = (to_device(t, self.data_device)
                           for t in (Xi["xs"], Xi["ys"], Xi["xq"], yq))
-        objective, loss, out = self.meta_loss(xs, ys, xq, yq)
-        self.backward(objective)
+        objective, loss, out, grads = self.meta_loss(xs, ys, xq, yq)
+        if grads is None:
+            self.backward(objective)
+        else:
+            for p, g in grads:
+                if p.grad is None:
+                    p.grad = g
+                else:  # an optimizer that zeroes rather than drops the gradients
+                    p.grad.add_(g)
         self.sync_gradients()
         self._check_finite(loss)
         return {"loss": loss, "y_pred": out}
@@ -541,6 +610,7 @@ class AcceleratedMetaNet(AccelerateMixin, MetaNet):
     """
 
     train_step_single = MetaNet.train_step_single
+    compiled_gradients = False  # accelerate's backward scales and casts: compile the forward
 
     @property
     def data_device(self):

@@ -14,7 +14,7 @@ import torch
 from conftest import small
 from torch._dynamo.utils import counters
 
-from sklmeta import MAMLRegressor, MetaSGDClassifier, ReptileRegressor, TaskSplitter
+from sklmeta import ANILClassifier, MAMLRegressor, MetaSGDClassifier, ReptileRegressor, TaskSplitter
 from sklmeta._core import EpisodeLoss, algorithms
 from sklmeta._core.compiled import CompiledMetaLoss, CompileWarning
 from sklmeta.datasets import make_sinusoid_tasks
@@ -36,8 +36,10 @@ def _batch(seed, tasks=6, k=5):
 
 
 @pytest.mark.parametrize("custom", [False, True], ids=["batched-mlp", "torch.func"])
-def test_the_compiled_meta_gradient_is_the_eager_one(custom):
-    # second-order MAML, two inner steps: the meta-loss and every meta-gradient
+@pytest.mark.parametrize("gradients", [True, False], ids=["grad-compiled", "forward-compiled"])
+def test_the_compiled_meta_gradient_is_the_eager_one(custom, gradients):
+    # second-order MAML, two inner steps: the meta-loss and every meta-gradient, compiled
+    # whole (grad_and_value: one graph, no backward) or forward only (then back-propagated)
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(1, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
     if custom:  # not a plain MLP: the generic torch.func inner loop (grad under vmap)
@@ -46,17 +48,24 @@ def test_the_compiled_meta_gradient_is_the_eager_one(custom):
     learner = algorithm.learner(net, 1)
     assert learner.inner_loop.name == ("torch.func" if custom else "batched-mlp")
     loss = EpisodeLoss("regression")
-    compiled = CompiledMetaLoss(algorithm, learner, loss, {"backend": "aot_eager"})
+    compiled = CompiledMetaLoss(algorithm, learner, loss, {"backend": "aot_eager"},
+                                gradients=gradients)
     for seed in range(3):
         batch = _batch(seed)
         want, _, want_out = algorithm.meta_loss(learner, *batch, loss=loss)
         want_grads = torch.autograd.grad(want, list(learner.parameters()))
-        got, got_loss, got_out = compiled(*batch)
-        got_grads = torch.autograd.grad(got, list(learner.parameters()))
+        got, got_loss, got_out, got_grads = compiled(*batch)
+        if gradients:
+            assert [p for p, _ in got_grads] == list(learner.parameters())
+            assert not got.requires_grad  # no graph left: nothing to back-propagate
+            got_grads = [g for _, g in got_grads]
+        else:
+            assert got_grads is None
+            got_grads = torch.autograd.grad(got, list(learner.parameters()))
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(got_loss, want, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(got_out, want_out, rtol=1e-5, atol=1e-6)
-        for g, w in zip(got_grads, want_grads):
+        for g, w in zip(got_grads, want_grads, strict=True):
             torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
     assert compiled.failure is None and compiled.seconds > 0
 
@@ -147,3 +156,63 @@ def test_the_compile_benchmark_runs(tmp_path):
                       "2", "--steps", "1", cwd=tmp_path)
     row = [line for line in proc.stdout.splitlines() if line.startswith("| 1 |")]
     assert len(row) == 1 and row[0].count("|") == 8, proc.stdout
+
+
+def test_a_compiled_meta_step_runs_no_backward(sine_tasks, monkeypatch):
+    # the compiled graph computes the meta-gradient itself: the net's backward (and so
+    # the autograd engine) never runs, but on the ragged last meta-batch, which is eager
+    from sklmeta._training import MetaNet
+
+    calls = []
+    monkeypatch.setattr(MetaNet, "backward", lambda net, loss: calls.append(loss.shape)
+                        or loss.backward())
+    small(MAMLRegressor, max_epochs=2, **FAST).fit(sine_tasks)  # 16 tasks in batches of 4
+    assert calls == []
+    small(MAMLRegressor, max_epochs=1).fit(sine_tasks)
+    assert len(calls) == 4  # eager: every meta-step back-propagates
+
+
+@pytest.mark.parametrize("cls, first_order", [(MAMLRegressor, False), (MAMLRegressor, True),
+                                              (ANILClassifier, True)],
+                         ids=["maml", "fomaml", "anil-first-order"])
+def test_batchnorm_and_dropout_compile_to_the_eager_weights(cls, first_order, class_tasks,
+                                                            sine_tasks):
+    # BatchNorm normalises by each task's support rows and Dropout draws its masks in
+    # the compiled meta-gradient as eagerly: the same weights and the same buffers
+    def net(n_in, n_out):
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Linear(n_in, 8), torch.nn.BatchNorm1d(8),
+                                   torch.nn.ReLU(), torch.nn.Dropout(0.3),
+                                   torch.nn.Linear(8, n_out))
+
+    data = class_tasks if cls is ANILClassifier else sine_tasks
+    n_in, n_out = data[0][0].shape[1], 2 if cls is ANILClassifier else 1
+    params = dict(max_epochs=1, inner_steps=2, first_order=first_order, early_stopping=False)
+    eager = small(cls, module=net(n_in, n_out), **params).fit(data)
+    compiled = small(cls, module=net(n_in, n_out), **params, **FAST).fit(data)
+    assert compiled.compile_seconds_ > 0 and compiled.inner_loop_ == "torch.func"
+    assert_same_weights(compiled.module_, eager.module_)
+    for (name, a), b in zip(compiled.module_.named_buffers(), eager.module_.buffers()):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+def test_a_meta_gradient_that_is_not_one_graph_compiles_its_forward(sine_tasks, monkeypatch):
+    # MetaRidge's Cholesky check reads a flag back (a graph break), which torch.func's
+    # grad_and_value cannot span under torch.compile: rather than running it eagerly
+    # (slower than autograd), the forward meta-loss compiles and is back-propagated
+    from sklmeta import MetaRidgeRegressor
+    from sklmeta._training import MetaNet
+
+    calls = []
+    monkeypatch.setattr(MetaNet, "backward", lambda net, loss: calls.append(1)
+                        or loss.backward())
+    eager = small(MetaRidgeRegressor, max_epochs=1).fit(sine_tasks)
+    calls.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileWarning)
+        compiled = small(MetaRidgeRegressor, max_epochs=1, **FAST).fit(sine_tasks)
+    record = compiled.net_.compiled_meta_loss_
+    assert record.whole_failure is not None and not record.gradients
+    assert record.failure is None and compiled.compile_seconds_ > 0
+    assert len(calls) == 4  # every meta-step back-propagates the compiled forward
+    assert_same_weights(compiled.module_, eager.module_)

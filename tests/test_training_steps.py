@@ -173,3 +173,71 @@ def test_a_fit_draws_each_epochs_meta_batches_in_one_go(sine_tasks):
         meta.fit(sine_tasks)
     assert drawn.call_count == 2
     assert [len(c.args[2]) for c in drawn.call_args_list] == [4, 4]
+
+
+class EpochHostReads(HostReads):
+    """Counts tensor-to-host reads anywhere in a training epoch (skorch's loop included)."""
+
+    def __enter__(self):
+        super().__enter__()
+        self.epoch = False
+        original = MetaNet.run_single_epoch
+
+        def epoch(net, iterator, training, *args, **kwargs):
+            self.epoch = training
+            try:
+                return original(net, iterator, training, *args, **kwargs)
+            finally:
+                self.epoch = False
+
+        patch = mock.patch.object(MetaNet, "run_single_epoch", epoch)
+        patch.start()
+        self.patches.append(patch)
+        return self
+
+    def _counting(self, name):
+        original = getattr(torch.Tensor, name)
+
+        def read(tensor, *args, **kwargs):
+            if self.epoch:
+                self.reads += 1
+            return original(tensor, *args, **kwargs)
+
+        return read
+
+
+def test_a_training_epoch_reads_the_losses_back_once(sine_tasks):
+    # skorch records step["loss"].item() at every meta-step (a device sync per step on a
+    # GPU); the losses are now read in one transfer as the epoch ends: the epoch's host
+    # reads do not grow with its meta-steps, and the history holds skorch's floats
+    reads, histories = [], []
+    for n_tasks in (8, 32):  # 2 and 8 meta-steps an epoch
+        splitter = TaskSplitter(k_shot=5, n_query=5, n_tasks=n_tasks, random_state=0)
+        meta = small_regressor(max_epochs=2, early_stopping=False, task_splitter=splitter)
+        with EpochHostReads() as counted:
+            meta.fit(sine_tasks)
+        reads.append(counted.reads)
+        histories.append(meta.history_)
+    assert reads[0] == reads[1] <= 2 * 2  # at most two reads an epoch, whatever its steps
+    losses = histories[1][:, "batches", :, "train_loss"]
+    assert all(type(v) is float for epoch in losses for v in epoch)
+    assert histories[1][:, "train_loss"] == pytest.approx([np.mean(e) for e in losses])
+    assert histories[1][0, "batches", 0, "train_batch_size"] == 4
+
+
+def test_a_callback_at_batch_end_sees_each_loss_as_a_float(sine_tasks):
+    # a callback that runs at every batch end may read the loss: skorch's own per-step
+    # float then, and the same history as the fit that reads the losses at epoch end
+    from skorch.callbacks import Callback
+
+    class Seen(Callback):
+        def on_batch_end(self, net, **kwargs):
+            seen.append(net.history[-1, "batches", -1, "train_loss"])
+
+    seen = []
+    watched = small_regressor(max_epochs=2, early_stopping=False,
+                              callbacks=[("seen", Seen())]).fit(sine_tasks)
+    plain = small_regressor(max_epochs=2, early_stopping=False).fit(sine_tasks)
+    assert len(seen) == 8 and all(type(v) is float for v in seen)
+    assert seen == [v for e in plain.history_[:, "batches", :, "train_loss"] for v in e]
+    assert watched.history_[:, "train_loss"] == plain.history_[:, "train_loss"]
