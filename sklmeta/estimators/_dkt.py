@@ -42,10 +42,11 @@ class DeepKernelGPRegressor(MetaRegressorBase):
     ``|y - mean| / std`` of its query rows; ``std_scale_`` is their conformal
     90% quantile (corrected for the number of held-out tasks) divided by
     1.645, and every predictive std (and covariance, so ``sample_y`` too) is
-    multiplied by it (by its square), the mean unchanged. The marginal likelihood alone gives intervals too wide on
-    noise-free tasks, where the learned noise sits at its floor (on the
-    sinusoids, 98.5% / 99.2% of query points inside the 90% intervals at K=5 /
-    10 without calibration; see ``benchmarks/RESULTS.md``).
+    multiplied by it (by its square), the mean unchanged. The marginal
+    likelihood alone gives intervals too wide on noise-free tasks, where the
+    learned noise sits at its floor (on the sinusoids, 98.5% / 99.2% of query
+    points inside the 90% intervals at K=5 / 10 without calibration; see
+    ``benchmarks/RESULTS.md``).
 
     Parameters
     ----------
@@ -260,7 +261,8 @@ class DeepKernelGPRegressor(MetaRegressorBase):
         self._set_skorch_params(kwargs)
 
     def __sklmeta_algorithm__(self):
-        return closed_form.DeepKernelGP(self.kernel, std_scale=closed_form.calibrated_std_scale(self))
+        return closed_form.DeepKernelGP(self.kernel,
+                                        std_scale=closed_form.calibrated_std_scale(self))
 
     def _output_width(self, n_way):
         return self.embedding_dim if self.module is None else None
