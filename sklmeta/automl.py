@@ -137,6 +137,24 @@ def _leaderboard(results, confidence, selection="best"):
     return table, best["name"]
 
 
+def _adaptable(train, valid, split):
+    """A hold-out of task datasets less those wider than every task left to train on.
+
+    Candidates adapt to any width up to the widest they trained on (narrower
+    tasks are zero-padded); a held-out task wider than that could not be scored,
+    so it is trained on instead, and ``split`` says so.
+    """
+    widest = max(p.X.shape[1] for p in train)
+    wide = [p for p in valid if p.X.shape[1] > widest]
+    if not wide:
+        return train, valid, split
+    keys = {p.key for p in wide}
+    split = {**split, "held_out": [k for k in split["held_out"] if k not in keys],
+             "n_kept": split["n_kept"] + len(wide),
+             "trained_on_too_wide": sorted(keys)}
+    return train + wide, [p for p in valid if p.key not in keys], split
+
+
 def _rows(pool, need, fraction, rng):
     """The hold-out of rows of :func:`sklmeta._episodes.hold_out` (one dataset, no classes)."""
     return hold_out([pool], None, n_way=None, need=need, fraction=fraction, rng=rng)
@@ -354,6 +372,10 @@ class _AutoMetaBase(SupportLearner):
         for fold in range(n_fold):  # the episodes shared out among the folds
             train, valid, split = self._split(pools, fitted["unit_"], n_way, splitter,
                                               split_seed, fold)
+            if "task_widths_" in fitted:
+                train, valid, split = _adaptable(train, valid, split)
+                if not valid:
+                    continue
             unit = None if split["unit"] == "rows" else fitted["unit_"]  # one pool each side
             n_tasks = self.n_episodes // n_fold + (fold < self.n_episodes % n_fold)
             episode_splitter = clone(splitter).set_params(
@@ -369,10 +391,18 @@ class _AutoMetaBase(SupportLearner):
                                                                   g.get("groups"))))]
             folds.append((*_fit_args(train, unit), blocks))
             splits.append(split)
-        split = splits[0] if n_fold == 1 else {
+        if not folds:  # only when every task is wider than all the others in its fold
+            raise ValueError(
+                f"AutoMeta cannot hold out task datasets to choose on: each held-out one "
+                f"is wider than every task left to train on (widths "
+                f"{fitted['task_widths_']}).")
+        split = splits[0] if len(splits) == 1 else {
             "unit": splits[0]["unit"], "n_kept": splits[0]["n_kept"],
             "held_out": sorted(k for sp in splits for k in sp["held_out"]),
             "folds": [sp["held_out"] for sp in splits]}
+        wide = sorted({k for sp in splits for k in sp.get("trained_on_too_wide", ())})
+        if wide and len(splits) > 1:
+            split["trained_on_too_wide"] = wide
         deadline = None if self.time_budget is None else started + self.time_budget
         results, every = [], candidates
         if "task_widths_" in fitted:  # learners of one width cannot take these tasks
@@ -572,7 +602,9 @@ scores_ : pandas.DataFrame
     Every held-out episode's score, a column per scored candidate.
 validation_split_ : dict
     What was held out: ``unit``, ``held_out``, ``n_kept`` (a fold's), and with
-    several folds ``folds``, each fold's held-out tasks or classes.
+    several folds ``folds``, each fold's held-out tasks or classes. Task
+    datasets wider than every task left to train on cannot be scored; they are
+    trained on instead (``trained_on_too_wide``).
 n_features_in_ : int
     Width of the data (the widest task's, for task datasets of different
     widths; ``adapt`` then takes any width up to it).

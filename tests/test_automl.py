@@ -591,6 +591,23 @@ class _WidthRecorder(ClassifierMixin, BaseEstimator):
         return np.full(len(X), self.classes_[0])
 
 
+def test_a_task_wider_than_every_other_is_trained_on_not_held_out():
+    # held out, the one 12-feature dataset could not be adapted to by candidates
+    # trained on 5-feature ones: every fold keeps it to train on, and says so
+    tasks = make_classification_tasks(n_tasks=20, n_samples=30, n_features=5, random_state=0)
+    wide_X, wide_y = make_classification_tasks(n_tasks=1, n_samples=30, n_features=12,
+                                               random_state=1)[0]
+    tasks = tasks[:7] + [(wide_X, wide_y)] + tasks[7:]
+    splitter = TaskSplitter(n_way=2, k_shot=3, n_query=3, n_tasks=10, random_state=0)
+    auto = AutoMetaClassifier([LogisticRegression()], task_splitter=splitter, n_episodes=10,
+                              random_state=0).fit(tasks)
+    split = auto.validation_split_
+    assert auto.leaderboard_.loc["LogisticRegression", "status"] == "ok"
+    assert 7 not in split["held_out"] and split["trained_on_too_wide"] == [7]
+    assert len(split["folds"]) == 5 and len(split["held_out"]) == 19
+    assert auto.adapt(wide_X[:6], wide_y[:6]).predict(wide_X[6:]).shape == (24,)
+
+
 def test_held_out_episodes_are_scored_at_their_own_tasks_width():
     tasks = _tasks_of_widths([3, 6] * 5)
     splitter = TaskSplitter(n_way=2, k_shot=4, n_query=5, n_tasks=10, random_state=0)
