@@ -316,7 +316,7 @@ def test_ridge_hyperparameters_learn_ten_times_faster_than_the_embedding():
     # one Adam step of 1e-3 in the stored values: 1e-2 in log lambda, the scale and the bias
     assert abs(np.log(algorithm.penalty(learner).item())) == pytest.approx(1e-2, rel=0.05)
     fitted = algorithm.fitted_attributes(learner)
-    assert abs(fitted["logit_scale_"] - 1.0) == pytest.approx(1e-2, rel=0.05)
+    assert abs(fitted["logit_scale_"] - cf.LOGIT_SCALE_START) == pytest.approx(1e-2, rel=0.05)
     assert abs(fitted["logit_bias_"]) == pytest.approx(1e-2, rel=0.05)
 
 
