@@ -9,7 +9,8 @@ Inputs are task-first, ``[task, shot, feature]``, as everywhere in the core.
   is ``W = Z^T (Z Z^T + lambda I)^-1 Y`` (the Woodbury form: an ``S x S`` system
   for ``S`` support rows, whatever the embedding width). A classifier regresses
   the one-hot labels and maps ``Z_q W`` to logits with a learned scale and bias,
-  for any number of classes. A regressor predicts ``Z_q W`` and, reading ridge as
+  plus a learned multiple of minus the squared distance to each class's mean
+  support embedding, for any number of classes. A regressor predicts ``Z_q W`` and, reading ridge as
   the posterior mean of Bayesian linear regression (prior precision ``lambda``
   relative to the noise), a predictive standard deviation.
 - :class:`DeepKernelGP` (Patacchiola, Turner, Crowley, O'Boyle and Storkey,
@@ -271,11 +272,15 @@ class Ridge(QueryObjective):
 
     Meta-learned: the embedding, the penalty ``lambda = exp(log_lambda)``
     (initially 1) and, for classification, the output scale and bias that map
-    the ridge outputs to logits (``logits = scale * Z_q W + bias``, initially 1
-    and 0, as MetaOptNet's R2-D2 head). Like DKT's hyperparameters these
-    scalars learn :data:`HYPER_LR_SCALE` times faster than the embedding (stored
-    divided by it): at ``meta_lr`` per Adam step, 2,000 steps could move
-    ``log_lambda`` by at most 2. The meta-loss is the query loss
+    the ridge outputs to logits and the weight ``g`` of a nearest-class-mean
+    term (``logits = scale * Z_q W + bias - g |z_q - mu_c|^2``, ``mu_c`` the
+    class's mean support embedding; initially :data:`LOGIT_SCALE_START` (10), 0
+    and 0: MetaOptNet's R2-D2 head starts the scale at 1, which on the leaves
+    had only reached 4-5 when early stopping ended the fits). Like DKT's
+    hyperparameters the penalty, scale and bias learn :data:`HYPER_LR_SCALE`
+    times faster than the embedding (stored divided by it): at ``meta_lr`` per
+    Adam step, 2,000 steps could move ``log_lambda`` by at most 2; ``g`` learns
+    at the embedding's rate. The meta-loss is the query loss
     (cross-entropy, or squared error), back-propagated through the solve.
 
     A regressor's predictive standard deviation reads ridge as Bayesian linear
