@@ -44,7 +44,7 @@ class MetaRidgeClassifier(MetaClassifierBase):
         ``f(x) = A x + b``. The ridge head already fits each task's classifier, so
         the embedding only needs to be a metric, as LDA learns one; a deeper one
         meta-overfits few meta-training classes (unseen leaf species, 20 for
-        meta-training: 86.2% / 95.7% at 1 / 5 shots linear, 75.5% / 93.1% with
+        meta-training: 86.2% / 95.7% at 1 / 5 shots linear, 80.7% / 92.7% with
         (40, 40), before the centroid term; see ``benchmarks/RESULTS.md``). Give
         hidden layers for inputs whose classes are not separated by a linear map
         (images, say).
