@@ -9,7 +9,8 @@ Inputs are task-first, ``[task, shot, feature]``, as everywhere in the core.
   is ``W = Z^T (Z Z^T + lambda I)^-1 Y`` (the Woodbury form: an ``S x S`` system
   for ``S`` support rows, whatever the embedding width). A classifier regresses
   the one-hot labels and maps ``Z_q W`` to logits with a learned scale and bias,
-  for any number of classes. A regressor predicts ``Z_q W`` and, reading ridge as
+  plus a learned multiple of minus the squared distance to each class's mean
+  support embedding, for any number of classes. A regressor predicts ``Z_q W`` and, reading ridge as
   the posterior mean of Bayesian linear regression (prior precision ``lambda``
   relative to the noise), a predictive standard deviation.
 - :class:`DeepKernelGP` (Patacchiola, Turner, Crowley, O'Boyle and Storkey,
@@ -51,6 +52,7 @@ JITTER = 1e-6  # added to the diagonal of K before its Cholesky factor (scikit-l
 NOISE_FLOOR = 1e-4  # the smallest GP noise variance (gpytorch's GaussianLikelihood's)
 HYPER_LR_SCALE = 10.0  # how much faster than the embedding DKT's kernel hyperparameters learn
 INTERVAL_LEVEL = 0.9  # the coverage the held-out calibration of the predictive std matches
+LOGIT_SCALE_START = 10.0  # the ridge classifier's initial logit scale (MetaOptNet's R2-D2 head: 1)
 
 
 class ClosedFormLearner(Learner):
@@ -401,11 +403,15 @@ class Ridge(_IntervalCalibration, QueryObjective):
 
     Meta-learned: the embedding, the penalty ``lambda = exp(log_lambda)``
     (initially 1) and, for classification, the output scale and bias that map
-    the ridge outputs to logits (``logits = scale * Z_q W + bias``, initially 1
-    and 0, as MetaOptNet's R2-D2 head). Like DKT's hyperparameters these
-    scalars learn :data:`HYPER_LR_SCALE` times faster than the embedding (stored
-    divided by it): at ``meta_lr`` per Adam step, 2,000 steps could move
-    ``log_lambda`` by at most 2. The meta-loss is the query loss
+    the ridge outputs to logits and the weight ``g`` of a nearest-class-mean
+    term (``logits = scale * Z_q W + bias - g |z_q - mu_c|^2``, ``mu_c`` the
+    class's mean support embedding; initially :data:`LOGIT_SCALE_START` (10), 0
+    and 0: MetaOptNet's R2-D2 head starts the scale at 1, which on the leaves
+    had only reached 4-5 when early stopping ended the fits). Like DKT's
+    hyperparameters the penalty, scale and bias learn :data:`HYPER_LR_SCALE`
+    times faster than the embedding (stored divided by it): at ``meta_lr`` per
+    Adam step, 2,000 steps could move ``log_lambda`` by at most 2; ``g`` learns
+    at the embedding's rate. The meta-loss is the query loss
     (cross-entropy, or squared error), back-propagated through the solve.
 
     A regressor's predictive standard deviation reads ridge as Bayesian linear
@@ -443,8 +449,28 @@ class Ridge(_IntervalCalibration, QueryObjective):
     def learner(self, net, n_features):
         hyper = {"log_lambda": 0.0}
         if self.task == "classification":
-            hyper.update(scale=1.0 / HYPER_LR_SCALE, bias=0.0)
+            # the centroid weight learns at the embedding's rate: at ten times it
+            # grows, at 5 shots, past what the unseen classes reward
+            hyper.update(scale=LOGIT_SCALE_START / HYPER_LR_SCALE, bias=0.0,
+                         centroid_weight=0.0)
         return ClosedFormLearner(net, n_features, hyper)
+
+    def _head(self, learner, zs, ys, lam, loss):
+        """A classifier's linear head of each task: logits ``zq @ w + b``.
+
+        ``w [T, E, C]`` is the scaled ridge solution plus ``2 g mu_c`` and ``b
+        [T, C]`` the bias minus ``g |mu_c|^2``, ``mu_c`` the class's mean support
+        embedding: the ridge logits plus ``-g |zq - mu_c|^2`` up to its
+        class-independent ``-g |zq|^2``, which softmax ignores.
+        """
+        y = self._targets(ys, loss, zs.dtype)
+        scale = HYPER_LR_SCALE * learner.hyper["scale"].to(zs.dtype)
+        bias = HYPER_LR_SCALE * learner.hyper["bias"].to(zs.dtype)
+        g = learner.hyper["centroid_weight"].to(zs.dtype)
+        # a class absent from a support set (adapt with more labels) has mu_c = 0
+        mu = (y.transpose(1, 2) @ zs) / y.sum(1).clamp(min=1).unsqueeze(-1)  # [T, C, E]
+        w = scale * ridge_weights(zs, y, lam) + 2 * g * mu.transpose(1, 2)
+        return w, bias - g * mu.pow(2).sum(-1)
 
     @staticmethod
     def penalty(learner):
@@ -458,11 +484,11 @@ class Ridge(_IntervalCalibration, QueryObjective):
     def query_outputs(self, learner, xs, ys, xq, *, loss, training):
         zs, zq = learner.embed(xs), learner.embed(xq)
         lam = self.penalty(learner)
+        if self.task == "classification":
+            w, b = self._head(learner, zs, ys, lam, loss)
+            return zq @ w + b.unsqueeze(1)
         w = ridge_weights(zs, self._targets(ys, loss, zs.dtype), lam)
         out = zq @ w
-        if self.task == "classification":
-            return (HYPER_LR_SCALE * learner.hyper["scale"] * out
-                    + HYPER_LR_SCALE * learner.hyper["bias"])
         if training:
             return out
         mu, var = _predictive("linear", zq, **self._bayes(zs, ys, lam))
@@ -495,13 +521,11 @@ class Ridge(_IntervalCalibration, QueryObjective):
             if self.task == "regression":
                 buffers = self._bayes(zs, ys.double(), lam, self.std_scale ** 2)
                 return _check_finite({**learner.expanded_params(n, "net."), **buffers})
-            w = ridge_weights(zs, self._targets(ys, loss, zs.dtype), lam)  # [T, E, C]
-            scale = HYPER_LR_SCALE * learner.hyper["scale"].double()
-            bias = HYPER_LR_SCALE * learner.hyper["bias"].double()
+            w, b = self._head(learner, zs, ys, lam, loss)  # [T, E, C], [T, C]
             # solved in float64, stored in the embedding's dtype (its outputs meet them)
             dtype = learner.hyper["scale"].dtype
-            head = {"1.weight": (scale * w.transpose(1, 2)).to(dtype).contiguous(),
-                    "1.bias": bias.expand(n, w.shape[-1]).to(dtype)}
+            head = {"1.weight": w.transpose(1, 2).to(dtype).contiguous(),
+                    "1.bias": b.to(dtype).contiguous()}
         return _check_finite({**learner.expanded_params(n, "0."), **head})
 
     def predictor(self, learner):
@@ -516,7 +540,8 @@ class Ridge(_IntervalCalibration, QueryObjective):
         values = {"ridge_lambda_": self.penalty(learner).detach().item()}
         if self.task == "classification":
             values.update(logit_scale_=HYPER_LR_SCALE * learner.hyper["scale"].detach().item(),
-                          logit_bias_=HYPER_LR_SCALE * learner.hyper["bias"].detach().item())
+                          logit_bias_=HYPER_LR_SCALE * learner.hyper["bias"].detach().item(),
+                          centroid_weight_=learner.hyper["centroid_weight"].detach().item())
         return values
 
 
