@@ -16,7 +16,7 @@ built as ``fit`` builds it and the saved weights loaded into it. ``adapt``,
 ``score`` and the adapted estimators' ``predict`` give identical results before
 and after.
 
-The format (version 3) is a dict with keys ``format`` (``"sklmeta"``),
+The format (version 4) is a dict with keys ``format`` (``"sklmeta"``),
 ``format_version``, ``sklmeta_version``, ``torch_version``, ``estimator`` and
 ``sha256``. A meta-estimator is ``{"class", "params", "custom_module", "state_dict",
 "training", "attributes", "history"}``: ``params`` are ``get_params()`` with a
@@ -60,13 +60,16 @@ estimator is built, most before torch unpickles a byte; each raises a
 - a tensor that is not contiguous (a stride of 0 makes four bytes stand for
   billions of elements), reaches past its storage, or whose storage is not the
   size of its record;
-- a checksum that does not match (versions 2 and 3); version 1 files, which have no
+- a checksum that does not match (versions 2 to 4); version 1 files, which have no
   checksum, load after all the other checks with a warning that corruption
   cannot be detected in them;
 - a version 1 or 2 file of ``DeepKernelGPRegressor``, ``MetaRidgeClassifier``,
   ``MetaRidgeRegressor`` or a neural process: version 3 stores their kernel,
   penalty and attention scalars scaled (they learn faster so), and their older
-  weights would load wrong. Refit and save again.
+  weights would load wrong; and a file before version 4 of a
+  ``MetaRidgeClassifier``, whose head has a nearest-class-mean term since
+  (its weight ``centroid_weight`` is not in the older files). Refit and save
+  again.
 - a width (``hidden_layer_sizes``, ``n_way_``, ``embedding_dim``) above
   :data:`MAX_WIDTH` (65536), ``n_features_in_`` above :data:`MAX_FEATURES`
   (1048576), more than 32 hidden layers, stored arrays whose data do not fill
@@ -132,13 +135,21 @@ __all__ = ["save", "load", "FORMAT_VERSION", "MAX_FILE_BYTES", "MAX_DEPTH", "MAX
            "MAX_FEATURES"]
 
 FORMAT = "sklmeta"
-FORMAT_VERSION = 3
-_READABLE_VERSIONS = (1, 2, 3)  # version 1: no checksum (read with a warning)
+FORMAT_VERSION = 4
+_READABLE_VERSIONS = (1, 2, 3, 4)  # version 1: no checksum (read with a warning)
 # Version 3 stores the kernel, penalty and attention scalars of these learners divided by
 # sklmeta._core.closed_form.HYPER_LR_SCALE (they learn faster so): their version 1 and 2
 # weights would load wrong, so such files are refused.
 _RESCALED_IN_3 = ("DeepKernelGPRegressor", "MetaRidgeClassifier", "MetaRidgeRegressor",
                   "NeuralProcessClassifier", "NeuralProcessRegressor")
+# The format version from which each class's weights mean what this sklmeta reads, and why:
+# files of that class from before it are refused.
+_CHANGED_IN = (
+    (3, _RESCALED_IN_3, "kernel, penalty or attention parameters this sklmeta stores "
+                        "differently"),
+    (4, ("MetaRidgeClassifier",), "head this sklmeta extends with a nearest-class-mean "
+                                  "term (its centroid_weight)"),
+)
 
 # Bounds on what load reads (documented in the module docstring).
 MAX_WIDTH = 2**16        # a layer's width, n_way_, embedding_dim
@@ -345,15 +356,16 @@ def _read(path, max_bytes):
         raise damaged(path, "its checksum does not match its contents: the file was "
                              "corrupted or edited after sklmeta.save wrote it")
     payload = document["estimator"]
-    if version < 3 and isinstance(payload, dict):
+    if isinstance(payload, dict):
         inner = [payload] + [payload.get(k) for k in ("meta_estimator", "winner")]
         names = {p.get("class") for p in inner if isinstance(p, dict)}
-        old = sorted(n for n in names if n in _RESCALED_IN_3)
-        if old:
-            raise ValueError(
-                f"{path} holds a {old[0]} in sklmeta file format version {version}, whose "
-                "kernel, penalty or attention parameters this sklmeta stores differently "
-                "(format version 3): they would load wrong. Refit it and save it again.")
+        for since, classes, why in _CHANGED_IN:
+            old = sorted(n for n in names if n in classes)
+            if version < since and old:
+                raise ValueError(
+                    f"{path} holds a {old[0]} in sklmeta file format version {version}, "
+                    f"whose {why} (format version {since}): its weights would load wrong. "
+                    "Refit it and save it again.")
     return payload
 
 

@@ -21,8 +21,10 @@ from sklmeta import (
     MAMLRegressor,
     MetaSGDRegressor,
     ProtoNetClassifier,
+    TaskSplitter,
 )
 from sklmeta._base import SAVED_ATTRIBUTES
+from sklmeta.datasets import make_classification_tasks
 from sklmeta.estimators import META_ESTIMATORS as META_CLASSES
 from sklmeta.persistence import _write as write  # a payload, with its checksum
 
@@ -398,7 +400,7 @@ def test_a_corrupted_file_is_refused(sine_tasks, tmp_path):
 def test_version_1_files_load_with_a_warning(sine_tasks, tmp_path):
     meta = tiny(MAMLRegressor, max_epochs=1).fit(sine_tasks)
     document = saved_document(meta, tmp_path)
-    assert document["format_version"] == 3 and len(document["sha256"]) == 64
+    assert document["format_version"] == 4 and len(document["sha256"]) == 64
     del document["sha256"]
     torch.save({**document, "format_version": 1}, tmp_path / "v1.pt")
     with pytest.warns(UserWarning, match="version 1, which has no checksum"):
@@ -420,6 +422,25 @@ def test_version_2_files_of_the_rescaled_learners_are_refused(sine_tasks, tmp_pa
                 sklmeta.load(tmp_path / "v2.pt")
         else:
             assert same_state(sklmeta.load(tmp_path / "v2.pt").net_.module_, meta.net_.module_)
+
+
+def test_version_3_files_of_the_ridge_classifier_are_refused(tmp_path):
+    """Format 4: MetaRidgeClassifier's head has a centroid term older files lack."""
+    from sklmeta import MetaRidgeClassifier
+
+    tasks = make_classification_tasks(n_tasks=6, n_samples=20, n_features=4, random_state=0)
+    splitter = TaskSplitter(n_way=2, k_shot=2, n_query=2, n_tasks=8, random_state=0)
+    for cls, refused in ((ProtoNetClassifier, False), (MetaRidgeClassifier, True)):
+        meta = cls(task_splitter=splitter, max_epochs=1, random_state=0).fit(tasks)
+        document = saved_document(meta, tmp_path)
+        assert document["format_version"] == 4
+        torch.save({**document, "format_version": 3}, tmp_path / "v3.pt")
+        if refused:
+            with pytest.raises(ValueError, match="MetaRidgeClassifier in sklmeta file format "
+                                                 "version 3.*centroid_weight.*Refit it"):
+                sklmeta.load(tmp_path / "v3.pt")
+        else:
+            assert same_state(sklmeta.load(tmp_path / "v3.pt").net_.module_, meta.net_.module_)
 
 
 def fail_half_way(obj, f):
