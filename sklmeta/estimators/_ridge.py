@@ -116,10 +116,12 @@ class MetaRidgeClassifier(MetaClassifierBase):
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights, the held-out split and the training episodes.
     compile : bool, default=False
-        Meta-train through ``torch.compile`` (skorch's name for it): the meta-loss
-        of a meta-step, as a pure function of the meta-parameters and one
-        meta-batch, is compiled once per fit for the fit's fixed shapes, and
-        meta-validation, ``adapt`` and ``score`` stay eager. The time spent
+        Meta-train through ``torch.compile`` (skorch's name for it): the
+        meta-gradient of a meta-step (``torch.func.grad_and_value`` of the
+        meta-loss, a pure function of the meta-parameters and one meta-batch;
+        the forward meta-loss alone where that is not one graph) is compiled
+        once per fit for the fit's fixed shapes, and meta-validation, ``adapt``
+        and ``score`` stay eager. The time spent
         compiling is ``compile_seconds_``. Where compiling fails (no C++
         compiler, an operation torch.compile does not support) the fit warns
         and runs eagerly. Options of ``torch.compile`` go in
@@ -332,10 +334,12 @@ class MetaRidgeRegressor(MetaRegressorBase):
         held-out episodes). Read at ``adapt`` too: ``set_params(calibrate=False)``
         after ``fit`` gives the uncalibrated std, with no refit.
     compile : bool, default=False
-        Meta-train through ``torch.compile`` (skorch's name for it): the meta-loss
-        of a meta-step, as a pure function of the meta-parameters and one
-        meta-batch, is compiled once per fit for the fit's fixed shapes, and
-        meta-validation, ``adapt`` and ``score`` stay eager. The time spent
+        Meta-train through ``torch.compile`` (skorch's name for it): the
+        meta-gradient of a meta-step (``torch.func.grad_and_value`` of the
+        meta-loss, a pure function of the meta-parameters and one meta-batch;
+        the forward meta-loss alone where that is not one graph) is compiled
+        once per fit for the fit's fixed shapes, and meta-validation, ``adapt``
+        and ``score`` stay eager. The time spent
         compiling is ``compile_seconds_``. Where compiling fails (no C++
         compiler, an operation torch.compile does not support) the fit warns
         and runs eagerly. Options of ``torch.compile`` go in
