@@ -408,39 +408,32 @@ def test_version_1_files_load_with_a_warning(sine_tasks, tmp_path):
     assert same_state(loaded.net_.module_, meta.net_.module_)
 
 
-def test_version_2_files_of_the_rescaled_learners_are_refused(sine_tasks, tmp_path):
-    """Format 3 stores DKT's, MetaRidge's and the neural processes' scalars scaled."""
-    from sklmeta import DeepKernelGPRegressor
-
-    for cls, refused in ((MAMLRegressor, False), (DeepKernelGPRegressor, True)):
-        meta = tiny(cls, max_epochs=1).fit(sine_tasks)
-        document = saved_document(meta, tmp_path)
-        torch.save({**document, "format_version": 2}, tmp_path / "v2.pt")
-        if refused:
-            with pytest.raises(ValueError, match="DeepKernelGPRegressor in sklmeta file format "
-                                                 "version 2.*Refit it"):
-                sklmeta.load(tmp_path / "v2.pt")
-        else:
-            assert same_state(sklmeta.load(tmp_path / "v2.pt").net_.module_, meta.net_.module_)
-
-
-def test_version_3_files_of_the_ridge_classifier_are_refused(tmp_path):
-    """Format 4: MetaRidgeClassifier's head has a centroid term older files lack."""
-    from sklmeta import MetaRidgeClassifier
-
-    tasks = make_classification_tasks(n_tasks=6, n_samples=20, n_features=4, random_state=0)
-    splitter = TaskSplitter(n_way=2, k_shot=2, n_query=2, n_tasks=8, random_state=0)
-    for cls, refused in ((ProtoNetClassifier, False), (MetaRidgeClassifier, True)):
+@pytest.mark.parametrize("version, name, refused, why", [
+    # format 3 stores DKT's, MetaRidge's and the neural processes' scalars scaled
+    (2, "MAMLRegressor", False, ""), (2, "DeepKernelGPRegressor", True, ""),
+    # format 4: MetaRidgeClassifier's head has a centroid term older files lack
+    (3, "ProtoNetClassifier", False, ""), (3, "MetaRidgeClassifier", True, "centroid_weight"),
+])
+def test_older_files_of_learners_whose_weights_changed_are_refused(sine_tasks, tmp_path,
+                                                                    version, name, refused,
+                                                                    why):
+    cls = getattr(sklmeta, name)
+    if is_classifier(cls()):
+        tasks = make_classification_tasks(n_tasks=6, n_samples=20, n_features=4,
+                                          random_state=0)
+        splitter = TaskSplitter(n_way=2, k_shot=2, n_query=2, n_tasks=8, random_state=0)
         meta = cls(task_splitter=splitter, max_epochs=1, random_state=0).fit(tasks)
-        document = saved_document(meta, tmp_path)
-        assert document["format_version"] == 4
-        torch.save({**document, "format_version": 3}, tmp_path / "v3.pt")
-        if refused:
-            with pytest.raises(ValueError, match="MetaRidgeClassifier in sklmeta file format "
-                                                 "version 3.*centroid_weight.*Refit it"):
-                sklmeta.load(tmp_path / "v3.pt")
-        else:
-            assert same_state(sklmeta.load(tmp_path / "v3.pt").net_.module_, meta.net_.module_)
+    else:
+        meta = tiny(cls, max_epochs=1).fit(sine_tasks)
+    document = saved_document(meta, tmp_path)
+    assert document["format_version"] == 4
+    torch.save({**document, "format_version": version}, tmp_path / "old.pt")
+    if refused:
+        with pytest.raises(ValueError, match=f"{name} in sklmeta file format version "
+                                             f"{version}.*{why}.*Refit it"):
+            sklmeta.load(tmp_path / "old.pt")
+    else:
+        assert same_state(sklmeta.load(tmp_path / "old.pt").net_.module_, meta.net_.module_)
 
 
 def fail_half_way(obj, f):
