@@ -269,15 +269,17 @@ def run(scenario, k, seed, b, quick):
     return auto
 
 
-def stability(scenario, k, seeds, b, quick, first):
-    rows = [first] + [fit_auto(scenario(s, quick), k, s, b) for s in seeds]
+def stability(scenario, k, seeds, b, quick, first=None):
+    """The pick for each of ``seeds`` (after seed 0's, ``first``, when given)."""
+    rows = [(0, first)] if first is not None else []
+    rows += [(s, fit_auto(scenario(s, quick), k, s, b)) for s in seeds]
     print("| seed | pick | held-out score | runner-up | runner-up minus pick, paired |")
     print("|---|---|---|---|---|")
-    for s, auto in zip((0, *seeds), rows):
+    for s, auto in rows:
         board = auto.leaderboard_
         second = board.index[board.index != auto.best_name_][0]  # the best other mean
         m, lo, hi = board.loc[second, ["diff", "diff_ci_low", "diff_ci_high"]]
-        if first.scoring == "neg_mean_squared_error":
+        if auto.scoring == "neg_mean_squared_error":
             score, gap = f"MSE {-auto.best_score_:.3f}", f"MSE {-m:+.3f} [{-hi:+.3f}, {-lo:+.3f}]"
         else:
             score, gap = f"{100 * auto.best_score_:.1f}%", points(m, lo, hi)
@@ -298,6 +300,9 @@ def main(argv=None):
     parser.add_argument("--seeds", nargs="*", type=int, default=None,
                         help="the seeds of the stability table (full budget: 1 2; none: "
                              "no table)")
+    parser.add_argument("--only-stability", action="store_true",
+                        help="only the stability table's seeds, at the most shots (seed 0's "
+                             "pick is the full run's)")
     args = parser.parse_args(argv)
     b = BUDGETS["quick" if args.quick else "full"]
     if args.seeds is not None:
@@ -312,6 +317,10 @@ def main(argv=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # no early stopping on small splits
         for name in args.scenario:
+            if args.only_stability:
+                print(f"#### {name}, {max(b['shots'])}-shot: the pick across seeds\n")
+                stability(SCENARIOS[name], max(b["shots"]), b["seeds"], b, args.quick)
+                continue
             for k in b["shots"]:
                 first = run(SCENARIOS[name], k, 0, b, args.quick)
                 if b["seeds"] and k == max(b["shots"]):
