@@ -23,6 +23,10 @@ second- and first-order, 1 and 5 inner steps. Compared:
 
 sklmeta's ``fit()`` is timed eagerly and, where (e) compiled runs, with
 ``compile=True`` too (its ``compile_seconds_`` reported apart from the rate).
+Compile times depend on inductor's cache of built C++ kernels, which a second
+compile in one process (or a later process) finds warm; so they are also
+measured each in fresh processes, from an empty cache and again from the cache
+that run left (``--no-cold-compile`` skips this, about two minutes).
 
 sklmeta is measured as a user meets it: a ``MAMLRegressor.fit`` on 200 sinusoid
 tasks, episode sampling and the skorch loop included; the rate is meta-steps over
@@ -42,7 +46,7 @@ predict 1,000 digits episodes (3-way 5-shot) with ``meta.score``.
 
 Usage::
 
-    python benchmarks/meta_step_speed.py                  # ~4 minutes on 2 cores
+    python benchmarks/meta_step_speed.py                  # ~6 minutes on 2 cores
     python benchmarks/meta_step_speed.py --no-compile     # without (e) compiled
     python benchmarks/meta_step_speed.py --device cuda    # on a machine with a GPU
 """
@@ -52,7 +56,9 @@ import copy
 import os
 import shlex
 import shutil
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 
@@ -341,6 +347,38 @@ def _cell(values, fmt="{:.1f}"):
     return f"{mid} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
 
+def compile_seconds_of(which, steps, first_order, device):
+    """One compile's seconds in this process: sklmeta's ``fit(compile=True)`` or (e)'s."""
+    if which == "fit":
+        tasks = make_sinusoid_tasks(n_tasks=200, n_samples=2 * K, random_state=0)
+        return sklmeta_rate(device, steps, first_order, tasks, compile=True)[2]
+    return loop_torch_func_compiled(device, steps, first_order, batches(2, device)).compile_s
+
+
+def cold_and_warm_compile(steps, first_order, device, threads):
+    """``{which: (cold s, warm s)}``: each compile in a fresh process, first with an
+    empty inductor cache (its own ``TORCHINDUCTOR_CACHE_DIR``), then again with the
+    cache that first run left: what a user's first and later fits pay.
+
+    In one process the second of two compiles finds the C++ kernels the first
+    built (in memory and on disk), so the main tables' compile seconds favour
+    whichever compiled later ((e), after sklmeta's fit): these do not.
+    """
+    out = {}
+    for which in ("fit", "func"):
+        times = []
+        with tempfile.TemporaryDirectory() as cache:
+            env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
+            for _ in ("cold", "warm"):
+                cmd = [sys.executable, os.path.abspath(__file__), "--compile-time-of", which,
+                       "--inner-steps", str(steps), "--threads", str(threads),
+                       "--device", device] + (["--first-order"] if first_order else [])
+                run = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+                times.append(float(run.stdout.strip().splitlines()[-1]))
+        out[which] = tuple(times)
+    return out
+
+
 LOOPS = {"(a) tutorial loop": loop_tutorial, "(b) functional loop": loop_functional,
          "(c) higher": loop_higher, "(d) learn2learn pattern": loop_learn2learn,
          "(e) torch.func": loop_torch_func, "(e) torch.func compiled": loop_torch_func_compiled}
@@ -358,9 +396,18 @@ def main(argv=None):
                         help="which meta-gradients to time (both: second- and first-order)")
     parser.add_argument("--only-loops", action="store_true",
                         help="skip the batched evaluation and the every-algorithm tables")
+    parser.add_argument("--no-cold-compile", action="store_true",
+                        help="skip the compile times from a cold and a warm inductor cache")
+    parser.add_argument("--compile-time-of", choices=["fit", "func"], help=argparse.SUPPRESS)
+    parser.add_argument("--inner-steps", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--first-order", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = args.device
+    if args.compile_time_of:  # a child of cold_and_warm_compile: print one figure
+        print(compile_seconds_of(args.compile_time_of, args.inner_steps, args.first_order,
+                                 device))
+        return
     compiler = shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
     loops = dict(LOOPS)
     why_not_compiled = None
@@ -459,6 +506,17 @@ def main(argv=None):
           "fit (input validation, first-epoch warm-up), apart from the rate and from fit compile s "
           "(compile=True's compile_seconds_); (e) compile s: the first call of (e) compiled, "
           "whose meta-gradient is compared with the eager one's.")
+    if compiled_fit and not args.no_cold_compile:
+        print("\nCompile seconds, second order, each in a fresh process: from a cold inductor "
+              "cache (empty: a user's first compiled fit on a machine), then warm (the C++ "
+              "kernels that first run built, in inductor's on-disk cache: a later fit). The "
+              "tables above compile sklmeta's fit first, so (e) found its kernels built:\n")
+        print("| inner steps | fit(compile=True) cold | warm | (e) compiled cold | warm |")
+        print("|---|---|---|---|---|")
+        for steps in (1, 5):
+            times = cold_and_warm_compile(steps, False, device, args.threads)
+            print(f"| {steps} | {times['fit'][0]:.1f} | {times['fit'][1]:.1f} | "
+                  f"{times['func'][0]:.1f} | {times['func'][1]:.1f} |", flush=True)
     if args.only_loops:
         return
     seconds = batched_evaluation(device)

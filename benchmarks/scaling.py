@@ -4,8 +4,9 @@ Around the MAML paper's sinusoid default (meta-batch 25, K = 10 support + 10
 query points, 1 inner step, a 1-40-40-1 ReLU MLP), one axis varies at a time:
 meta-batch size (1 to 1,000), inner steps (1 to 10), network width (40 to 512,
 both hidden layers) and support size (5 to 100 points), each second- and
-first-order. With ``--compile`` and an estimator that has a ``compile``
-parameter, each row is also timed compiled.
+first-order. With ``--compile``, each row is also timed with ``compile=True``:
+its rate, peak memory and compile seconds (compiling is reported apart from
+the rate, which is the second epoch's).
 
 Each figure is a ``MAMLRegressor.fit`` as a user runs it (episode sampling and
 the skorch loop included): a short fit times one meta-step, then a fit of two
@@ -19,6 +20,7 @@ Usage::
 
     python benchmarks/scaling.py              # ~3 minutes on 2 cores
     python benchmarks/scaling.py --seconds 0.3 --quick   # smoke test
+    python benchmarks/scaling.py --compile    # and compiled: ~15 minutes on 2 cores
 """
 
 import argparse
@@ -75,16 +77,25 @@ def _fit(tasks, setting, order, n_steps, compile_):
 
 
 def measure(tasks, setting, order, seconds, compile_=False):
-    """(meta-steps/s, peak MB above the baseline) of one setting."""
+    """(meta-steps/s, peak MB above the baseline, compile seconds) of one setting.
+
+    Compiled, the compile seconds are the warm-up fit's and the timed fit's
+    ``compile_seconds_``: the first builds this setting's kernels (inductor's
+    cache may hold some from earlier settings), the second finds them built.
+    """
     probe = _fit(tasks, setting, order, 2, compile_)  # warm-up; times a step
     per_step = float(probe.history_[-1, "dur"]) / 2
     n_steps = int(np.clip(seconds / max(per_step, 1e-6), 3, 2000))
+    compile_s = [probe.compile_seconds_] if compile_ else []
     del probe
     base = _reset_peak()
     meta = _fit(tasks, setting, order, n_steps, compile_)
     peak = status_bytes("VmHWM")
     rate = n_steps / float(meta.history_[-1, "dur"])
-    return rate, (peak - base) / 1e6 if base is not None and peak is not None else None
+    if compile_:
+        compile_s.append(meta.compile_seconds_)
+    return (rate, (peak - base) / 1e6 if base is not None and peak is not None else None,
+            compile_s)
 
 
 def main(argv=None):
@@ -117,22 +128,27 @@ def main(argv=None):
     header = ("| varied | meta-batch | inner steps | width | support | order | steps/s | "
               "tasks/s | us per task | peak MB |")
     if compiled:
-        header += " compiled steps/s | compiled / eager |"
+        header += (" compiled steps/s | compiled / eager | compiled peak MB (compiling "
+                   "included) | compile s (warm-up fit, timed fit) |")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for axis, values in axes.items():
         for value in values:
             setting = {**DEFAULT, axis: value}
             for order in ("second", "first"):
-                rate, peak = measure(tasks, setting, order, args.seconds)
+                rate, peak, _ = measure(tasks, setting, order, args.seconds)
                 tasks_s = rate * setting["meta_batch"]
                 row = (f"| {axis} | {setting['meta_batch']} | {setting['inner_steps']} | "
                        f"{setting['width']} | {setting['support']} | {order} | {rate:.1f} | "
                        f"{tasks_s:.0f} | {1e6 / tasks_s:.0f} | "
                        + (f"{peak:.1f} |" if peak is not None else "n/a |"))
                 if compiled:
-                    fast, _ = measure(tasks, setting, order, args.seconds, compile_=True)
-                    row += f" {fast:.1f} | {fast / rate:.2f}x |"
+                    fast, fast_peak, spent = measure(tasks, setting, order, args.seconds,
+                                                     compile_=True)
+                    row += (f" {fast:.1f} | {fast / rate:.2f}x | "
+                            + (f"{fast_peak:.1f}" if fast_peak is not None else "n/a")
+                            + " | " + ", ".join(f"{x:.1f}" if x is not None else "failed"
+                                                for x in spent) + " |")
                 print(row, flush=True)
     print(f"\nTotal wall time: {time.perf_counter() - start:.0f} s")
 
