@@ -367,17 +367,20 @@ class _AutoMetaBase(SupportLearner):
         split_seed, episode_seed, candidate_seed = rng.randint(2**31, size=3)
         candidates = self._candidates(self.task_splitter, int(candidate_seed))
         n_way = fitted.get("n_way_")
-        folds, splits = [], []
+        folds, splits, kept, wide = [], [], [], set()
         n_fold = self._n_folds(pools, n_way)
-        for fold in range(n_fold):  # the episodes shared out among the folds
+        for fold in range(n_fold):
             train, valid, split = self._split(pools, fitted["unit_"], n_way, splitter,
                                               split_seed, fold)
             if "task_widths_" in fitted:
                 train, valid, split = _adaptable(train, valid, split)
-                if not valid:
-                    continue
+                wide.update(split.get("trained_on_too_wide", ()))
+            if valid:  # a fold whose every held-out task was too wide scores nothing
+                kept.append((fold, train, valid, split))
+        for i, (fold, train, valid, split) in enumerate(kept):
+            # the episodes shared out among the folds that can be scored on
             unit = None if split["unit"] == "rows" else fitted["unit_"]  # one pool each side
-            n_tasks = self.n_episodes // n_fold + (fold < self.n_episodes % n_fold)
+            n_tasks = self.n_episodes // len(kept) + (i < self.n_episodes % len(kept))
             episode_splitter = clone(splitter).set_params(
                 n_tasks=n_tasks, random_state=int(episode_seed) + fold)
             if n_way is not None and splitter.n_way is None:
@@ -396,13 +399,12 @@ class _AutoMetaBase(SupportLearner):
                 f"AutoMeta cannot hold out task datasets to choose on: each held-out one "
                 f"is wider than every task left to train on (widths "
                 f"{fitted['task_widths_']}).")
-        split = splits[0] if len(splits) == 1 else {
+        split = splits[0] if n_fold == 1 else {
             "unit": splits[0]["unit"], "n_kept": splits[0]["n_kept"],
             "held_out": sorted(k for sp in splits for k in sp["held_out"]),
             "folds": [sp["held_out"] for sp in splits]}
-        wide = sorted({k for sp in splits for k in sp.get("trained_on_too_wide", ())})
-        if wide and len(splits) > 1:
-            split["trained_on_too_wide"] = wide
+        if wide:  # a skipped fold's too, which no kept split records
+            split = {**split, "trained_on_too_wide": sorted(wide)}
         deadline = None if self.time_budget is None else started + self.time_budget
         results, every = [], candidates
         if "task_widths_" in fitted:  # learners of one width cannot take these tasks
@@ -604,7 +606,8 @@ validation_split_ : dict
     What was held out: ``unit``, ``held_out``, ``n_kept`` (a fold's), and with
     several folds ``folds``, each fold's held-out tasks or classes. Task
     datasets wider than every task left to train on cannot be scored; they are
-    trained on instead (``trained_on_too_wide``).
+    trained on instead (``trained_on_too_wide``). A fold left with no task to
+    score on is dropped from ``folds``, and the others share its episodes.
 n_features_in_ : int
     Width of the data (the widest task's, for task datasets of different
     widths; ``adapt`` then takes any width up to it).

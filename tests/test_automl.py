@@ -616,3 +616,19 @@ def test_held_out_episodes_are_scored_at_their_own_tasks_width():
                               n_episodes=20, random_state=0).fit(tasks)
     held = {tasks[i][0].shape[1] for i in auto.validation_split_["held_out"]}
     assert len(_WidthRecorder.widths) == 20 and set(_WidthRecorder.widths) == held
+
+
+def test_a_fold_left_without_held_out_tasks_gives_its_episodes_to_the_others():
+    # five tasks, five folds of one: the fold holding out the one wide task has
+    # nothing left to score on, so the other four share all n_episodes
+    tasks = make_classification_tasks(n_tasks=4, n_samples=30, n_features=5, random_state=0)
+    wide_X, wide_y = make_classification_tasks(n_tasks=1, n_samples=30, n_features=12,
+                                               random_state=1)[0]
+    tasks = tasks[:2] + [(wide_X, wide_y)] + tasks[2:]
+    splitter = TaskSplitter(n_way=2, k_shot=3, n_query=3, n_tasks=10, random_state=0)
+    auto = AutoMetaClassifier([LogisticRegression()], task_splitter=splitter, n_episodes=10,
+                              random_state=0).fit(tasks)
+    split = auto.validation_split_
+    assert split["trained_on_too_wide"] == [2] and 2 not in split["held_out"]
+    assert len(split["folds"]) == 4 and sorted(split["held_out"]) == [0, 1, 3, 4]
+    assert auto.leaderboard_.loc["LogisticRegression", "n_episodes"] == 10
