@@ -44,3 +44,21 @@ def versions_line():
     python = info["python"].split()[0]
     names = ["torch", "skorch", "scikit-learn", "sklmeta"]
     return f"python {python}, " + ", ".join(f"{name} {deps[name]}" for name in names)
+
+
+def inductor_cache_line():
+    """Where torch.compile's inductor keeps built kernels, and whether it was empty.
+
+    A compile that finds its C++ kernels built (by an earlier run, or by an
+    earlier compile of the same process) takes seconds; one that builds them, on
+    2 cores, takes tens of seconds: compile times are read against this line.
+    """
+    import os
+
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    path = cache_dir()
+    n = sum(len(files) for _, _, files in os.walk(path)) if os.path.isdir(path) else 0
+    state = "empty (cold: every kernel is built)" if n == 0 else f"{n} files (warm)"
+    return (f"inductor cache: {path} (TORCHINDUCTOR_CACHE_DIR), {state} at the start; "
+            "compile times are then of a cold or warm cache")

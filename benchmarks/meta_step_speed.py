@@ -65,7 +65,11 @@ import warnings
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _machine import machine_line, versions_line  # benchmarks/: the script's own folder
+from _machine import (  # benchmarks/: the script's own folder
+    inductor_cache_line,
+    machine_line,
+    versions_line,
+)
 from torch.utils.flop_counter import FlopCounterMode
 
 import sklmeta
@@ -425,6 +429,8 @@ def main(argv=None):
           "(PYTHONPATH=. times a checkout's own)")
     print(f"- command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`")
     print(f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    if why_not_compiled is None:
+        print(f"- {inductor_cache_line()}")
     print(f"- problem: meta-batch {T}, K={K}+{K}, MLP 1-40-40-1 ReLU, Adam 1e-3, inner lr {LR}")
     print(f"- {args.repeats} round(s) of every measurement, interleaved; a cell is the median "
           "(and the range) of the rounds; ratios are taken within a round")

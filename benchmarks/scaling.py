@@ -33,7 +33,12 @@ import warnings
 
 import numpy as np
 import torch
-from _machine import machine_line, status_bytes, versions_line  # benchmarks/: own folder
+from _machine import (  # benchmarks/: the script's own folder
+    inductor_cache_line,
+    machine_line,
+    status_bytes,
+    versions_line,
+)
 
 import sklmeta
 from sklmeta import MAMLRegressor, TaskSplitter
@@ -117,6 +122,8 @@ def main(argv=None):
     print(f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print("- around meta-batch 25, K=10 support + 10 query, 1 inner step (lr 0.01), "
           "MLP 1-40-40-1 ReLU, Adam 1e-3; one axis varied at a time")
+    if compiled:
+        print(f"- {inductor_cache_line()}")
     if args.compile and not compiled:
         print("- compiled: not timed, this build's MAMLRegressor has no `compile` parameter")
     print()

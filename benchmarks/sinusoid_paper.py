@@ -35,7 +35,11 @@ import time
 
 import numpy as np
 import torch
-from _machine import machine_line, versions_line  # benchmarks/: the script's own folder
+from _machine import (  # benchmarks/: the script's own folder
+    inductor_cache_line,
+    machine_line,
+    versions_line,
+)
 from skorch.callbacks import Callback
 
 import sklmeta
@@ -171,6 +175,8 @@ def main(argv=None):
     print(f"- sklmeta from {os.path.dirname(sklmeta.__file__)} "
           "(PYTHONPATH=. times a checkout's own)")
     print(f"- command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`")
+    if args.compile:
+        print(f"- {inductor_cache_line()}")
     print(f"- {args.steps} meta-steps per model, meta-batch {META_BATCH}, Adam 1e-3, 1 inner step "
           f"(lr {INNER_LR}), MLP 1-40-40-1 ReLU; {args.train_tasks} training tasks of 50 points; "
           f"{args.test_tasks} fresh test tasks, {N_QUERY_TEST} query points each; "
