@@ -59,6 +59,6 @@ def inductor_cache_line():
 
     path = cache_dir()
     n = sum(len(files) for _, _, files in os.walk(path)) if os.path.isdir(path) else 0
-    state = "empty (cold: every kernel is built)" if n == 0 else f"{n} files (warm)"
-    return (f"inductor cache: {path} (TORCHINDUCTOR_CACHE_DIR), {state} at the start; "
-            "compile times are then of a cold or warm cache")
+    state = ("empty at the start (cold: every kernel is built)" if n == 0
+             else f"{n} files at the start (warm: kernels built before are found)")
+    return f"inductor cache (TORCHINDUCTOR_CACHE_DIR): {path}, {state}"
