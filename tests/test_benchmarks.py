@@ -156,3 +156,15 @@ def test_custom_modules_quick(tmp_path):
     for kind in ["| none |", "| BatchNorm1d |", "| LayerNorm |", "| BatchNorm1d + Dropout(0.2) |"]:
         assert kind in proc.stdout, kind
     assert "Total wall time" in proc.stdout
+
+
+@pytest.mark.slow
+def test_meta_step_speed_times_a_compile_in_its_own_cache(tmp_path, monkeypatch):
+    # the cold and warm compile table runs this child mode in fresh processes, each
+    # with its own inductor cache: it prints one figure and fills that cache
+    cache = tmp_path / "inductor"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(cache))
+    proc = run_script(SCRIPT.parent / "meta_step_speed.py", "--compile-time-of", "fit",
+                      "--inner-steps", "1", "--threads", "1", cwd=tmp_path)
+    assert float(proc.stdout.strip().splitlines()[-1]) > 0, proc.stdout
+    assert any(path.suffix == ".so" for path in cache.rglob("*")), "no kernel was cached"
