@@ -71,6 +71,10 @@ Usage::
     python benchmarks/real_data.py --quick    # smoke test, about a minute
     python benchmarks/real_data.py --parts gapminder --scaled-target
         # diagnostic: the gapminder meta-learners on the standardised target
+    python benchmarks/real_data.py --parts gapminder --learners DKT MetaRidge \
+        --targets life_expectancy --shots 10 --no-baselines --worst 5 --set embedding_dim=80
+        # diagnostic: one cell, two learners, no baselines, the countries behind the
+        # mean, and a parameter changed on every learner that has it
 """
 
 import argparse
@@ -207,6 +211,16 @@ def print_table(title, note, columns, rows, seconds, percent, kept):
 
 KEPT_NOTE = ("'kept epoch': the epoch whose weights early stopping kept, of the epochs run, "
              "per column (0 is the random start; the last epoch means still improving).")
+
+
+def worst_countries(name, col, scores, groups, episodes, n):
+    """A line: the ``n`` countries that add most to a learner's mean over the episodes."""
+    country = np.array([groups[s][0] for s, _ in episodes])
+    total = {c: scores[country == c].sum() / len(scores) for c in np.unique(country)}
+    top = sorted(total, key=total.get, reverse=True)[:n]
+    cells = ", ".join(f"{c} {total[c]:.4f} ({(country == c).sum()} episodes)" for c in top)
+    return (f"- {name}, {col}: mean {scores.mean():.4f}, median {np.median(scores):.4f}; "
+            f"the countries adding most to the mean: {cells}")
 
 
 # ---------------------------------------------- (a) gapminder: grouped regression
@@ -365,7 +379,7 @@ def fit_mixed(t, y, groups, fixed_degree, random_degree):
 
 
 def gapminder(b, seed, scaled_target=False, learners=None, targets=None, shots=(5, 10),
-              with_baselines=True):
+              with_baselines=True, worst=0):
     raw = load("dslabs", "gapminder")
     notes = []
     for target, label in [("life_expectancy", "life expectancy"), ("fertility", "fertility")]:
@@ -411,7 +425,7 @@ def gapminder(b, seed, scaled_target=False, learners=None, targets=None, shots=(
                 "1-NN": KNeighborsRegressor(1), **grouped,
             }
 
-        columns, rows, seconds, kept, coverage = [], {}, {}, {}, {}
+        columns, rows, seconds, kept, coverage, shares = [], {}, {}, {}, {}, []
         for k in shots:
             col = f"K={k}"
             columns.append(col)
@@ -432,6 +446,9 @@ def gapminder(b, seed, scaled_target=False, learners=None, targets=None, shots=(
                 mse = -episode_scores(meta, year[te], y_meta[te], episodes,
                                       "neg_mean_squared_error")
                 rows.setdefault(name, {})[col] = mse * target_scale ** 2 / var
+                if worst:
+                    shares.append(worst_countries(name, col, rows[name][col],
+                                                  groups[te], episodes, worst))
                 cover = interval_coverage(meta, year[te], y_meta[te], episodes)
                 if cover is not None:
                     coverage.setdefault(name, {})[col] = cover
@@ -463,6 +480,8 @@ def gapminder(b, seed, scaled_target=False, learners=None, targets=None, shots=(
             cells = ", ".join(f"{c} {fmt(per_column[c], percent=True)}" for c in columns)
             print(f"- {name}: coverage of its 90% intervals (mean +/- 1.645 std) on the "
                   f"query years: {cells}")
+        for line in shares:
+            print(line)
         for col in columns if baselines else []:
             scores = {name: rows[name][col] for name in rows}
             notes.append(paired_line(f"{label}, {col}", scores,
@@ -667,6 +686,9 @@ def main(argv=None):
                              "strings) on every gapminder meta-learner that has them")
     parser.add_argument("--no-baselines", action="store_true",
                         help="diagnostic: the gapminder meta-learners alone")
+    parser.add_argument("--worst", type=int, default=0, metavar="N",
+                        help="diagnostic: per meta-learner and column, the N test countries "
+                             "that add most to its mean query MSE")
     args = parser.parse_args(argv)
     for item in args.set:
         key, _, value = item.partition("=")
@@ -693,7 +715,7 @@ def main(argv=None):
     if "gapminder" in args.parts:
         print("## (a) gapminder (dslabs)\n")
         gapminder(b, args.seed, args.scaled_target, args.learners, args.targets, args.shots,
-                  not args.no_baselines)
+                  not args.no_baselines, args.worst)
     if "leaves" in args.parts:
         print("## (b) leaf_id_flavia (modeldata)\n")
         leaves(b, args.seed, args.learners)
