@@ -172,6 +172,19 @@ def paired_line(label, scores, meta_names, base_names, lower_is_better, percent,
             f"paired over the same {n} episodes: {diff}")
 
 
+def against_best_other(label, scores, name, others, lower_is_better, percent, n):
+    """``name`` minus the best (by mean) of ``others``, paired over the same episodes."""
+    others = [k for k in others if k != name and k in scores]
+    if name not in scores or not others:
+        return None
+    best = (min if lower_is_better else max)(others, key=lambda k: scores[k].mean())
+    m, lo, hi = mean_ci(scores[name] - scores[best])
+    diff = (f"{100 * m:+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}]" if percent
+            else f"{m:+.4f} [{lo:+.4f}, {hi:+.4f}]")
+    return (f"- {label}: {name} minus the best other meta-learner ({best}), paired over "
+            f"the same {n} episodes: {diff}")
+
+
 def episode_scores(estimator, X, y, episodes, scoring=None):
     """Every episode's score from :func:`compare` (adapt or fit on the support set)."""
     _, long = compare({"e": estimator}, X, y, cv=episodes, scoring=scoring, return_scores=True)
@@ -482,6 +495,13 @@ def gapminder(b, seed, scaled_target=False, learners=None, targets=None, shots=(
                   f"query years: {cells}")
         for line in shares:
             print(line)
+        for col in columns:  # issue 13's target: DKT at or below every other meta-learner
+            line = against_best_other(f"{label}, {col}",
+                                      {name: rows[name][col] for name in rows}, "DKT",
+                                      list(pick(REGRESSORS, learners)), True, False,
+                                      b["episodes"])
+            if line:
+                print(line)
         for col in columns if baselines else []:
             scores = {name: rows[name][col] for name in rows}
             notes.append(paired_line(f"{label}, {col}", scores,

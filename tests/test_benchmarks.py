@@ -174,12 +174,15 @@ def test_meta_step_speed_times_a_compile_in_its_own_cache(tmp_path, monkeypatch)
 @pytest.mark.slow
 def test_real_data_one_gapminder_cell_with_a_parameter_set(tmp_path):
     proc = run_script(REAL_DATA_SCRIPT, "--quick", "--parts", "gapminder", "--learners", "DKT",
-                      "--targets", "fertility", "--shots", "5", "--no-baselines",
+                      "MetaRidge", "--targets", "fertility", "--shots", "5", "--no-baselines",
                       "--worst", "2", "--set", "embedding_dim=4", cwd=tmp_path)
     out = proc.stdout
     assert "gapminder, life expectancy" not in out
     rows = _table(out, "### gapminder, fertility: one country a task")
-    assert set(rows) == {"DKT"} and len(rows["DKT"]) == 3  # K=5, seconds, kept epoch
+    assert set(rows) == {"DKT", "MetaRidge"} and len(rows["DKT"]) == 3  # K=5, s, kept epoch
+    # issue 13's comparison, paired: DKT against the best other meta-learner
+    assert ("- fertility, K=5: DKT minus the best other meta-learner (MetaRidge), paired "
+            "over the same") in out
     assert "- diagnostic: the gapminder meta-learners with {'embedding_dim': 4}" in out
     worst = [line for line in out.splitlines() if line.startswith("- DKT, K=5: mean ")]
     assert len(worst) == 1 and worst[0].count(" episodes)") == 2, worst
