@@ -62,3 +62,38 @@ def inductor_cache_line():
     state = ("empty at the start (cold: every kernel is built)" if n == 0
              else f"{n} files at the start (warm: kernels built before are found)")
     return f"inductor cache (TORCHINDUCTOR_CACHE_DIR): {path}, {state}"
+
+
+def run_lines(threads_note=""):
+    """The lines every timing report opens with: machine, versions, code, command, date."""
+    import os
+    import shlex
+    import sys
+    import time
+
+    import torch
+
+    import sklmeta
+
+    return [f"- machine: {machine_line()}; {torch.get_num_threads()} torch thread(s)"
+            + threads_note,
+            f"- {versions_line()}",
+            f"- sklmeta from {os.path.dirname(sklmeta.__file__)} "
+            "(PYTHONPATH=. times a checkout's own)",
+            f"- command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`",
+            f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"]
+
+
+def literal_settings(items):
+    """``{PARAM: value}`` of ``--set PARAM=VALUE`` items: Python literals, else strings."""
+    import ast
+
+    settings = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            pass
+        settings[key] = value
+    return settings

@@ -25,7 +25,6 @@ Usage::
 """
 
 import argparse
-import ast
 import datetime
 import platform
 import sys
@@ -36,7 +35,7 @@ import warnings
 import numpy as np
 import sklearn
 import torch
-from _machine import cpu_name  # benchmarks/, on the path of a script run from it
+from _machine import cpu_name, literal_settings  # benchmarks/, on the script's path
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -133,13 +132,7 @@ def main(argv=None):
                         help="diagnostic: set these parameters (Python literals, else "
                              "strings) on every learner that has them")
     opts = parser.parse_args(argv)
-    for item in opts.set:
-        key, _, value = item.partition("=")
-        try:
-            value = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            pass
-        SETTINGS[key] = value
+    SETTINGS.update(literal_settings(opts.set))
     torch.set_num_threads(1)
     budget = BUDGETS["quick" if opts.quick else "full"]
     print(f"# Closed-form learners: `python benchmarks/closed_form.py "

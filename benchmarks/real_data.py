@@ -78,7 +78,6 @@ Usage::
 """
 
 import argparse
-import ast
 import contextlib
 import datetime
 import io
@@ -94,7 +93,7 @@ import numpy as np
 import pandas as pd
 import sklearn
 import torch
-from _machine import cpu_name  # benchmarks/, on the path of a script run from it
+from _machine import cpu_name, literal_settings  # benchmarks/, on the script's path
 from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
@@ -710,13 +709,7 @@ def main(argv=None):
                         help="diagnostic: per meta-learner and column, the N test countries "
                              "that add most to its mean query MSE")
     args = parser.parse_args(argv)
-    for item in args.set:
-        key, _, value = item.partition("=")
-        try:
-            value = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            pass
-        SETTINGS[key] = value
+    SETTINGS.update(literal_settings(args.set))
     b = BUDGETS["quick" if args.quick else "full"]
     torch.set_num_threads(1)
     start = time.perf_counter()

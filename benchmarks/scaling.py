@@ -27,9 +27,6 @@ Usage::
 
 import argparse
 import ctypes
-import os
-import shlex
-import sys
 import time
 import warnings
 
@@ -37,12 +34,10 @@ import numpy as np
 import torch
 from _machine import (  # benchmarks/: the script's own folder
     inductor_cache_line,
-    machine_line,
+    run_lines,
     status_bytes,
-    versions_line,
 )
 
-import sklmeta
 from sklmeta import MAMLRegressor, TaskSplitter
 from sklmeta.datasets import make_sinusoid_tasks
 
@@ -118,12 +113,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     compiled = args.compile and "compile" in MAMLRegressor().get_params()
     print("# Scaling with the work\n")
-    print(f"- machine: {machine_line()}; {torch.get_num_threads()} torch thread(s)")
-    print(f"- {versions_line()}")
-    print(f"- sklmeta from {os.path.dirname(sklmeta.__file__)} "
-          "(PYTHONPATH=. times a checkout's own)")
-    print(f"- command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`")
-    print(f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print("\n".join(run_lines()))
     print("- around meta-batch 25, K=10 support + 10 query, 1 inner step (lr 0.01), "
           "MLP 1-40-40-1 ReLU, Adam 1e-3; one axis varied at a time")
     if compiled:

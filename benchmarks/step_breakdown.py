@@ -27,19 +27,15 @@ Usage::
 """
 
 import argparse
-import os
-import shlex
-import sys
 import time
 import warnings
 
 import numpy as np
 import torch
-from _machine import machine_line, versions_line  # benchmarks/: the script's own folder
+from _machine import run_lines  # benchmarks/: the script's own folder
 from meta_step_speed import LR, K, T, _func_meta_grad, batches, loop_torch_func, new_model
 from skorch.callbacks import Callback
 
-import sklmeta
 from sklmeta import MAMLRegressor, TaskSplitter
 from sklmeta.datasets import make_sinusoid_tasks
 
@@ -150,12 +146,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print("# Where a compiled fit()'s meta-step goes\n")
-    print(f"- machine: {machine_line()}; {torch.get_num_threads()} torch thread(s)")
-    print(f"- {versions_line()}")
-    print(f"- sklmeta from {os.path.dirname(sklmeta.__file__)} "
-          "(PYTHONPATH=. times a checkout's own)")
-    print(f"- command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`")
-    print(f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print("\n".join(run_lines()))
     print(f"- problem: meta-batch {T}, K={K}+{K}, MLP 1-40-40-1 ReLU, second order, "
           f"Adam 1e-3, inner lr {LR}; ms per meta-step, median (range) of {args.rounds} "
           "interleaved rounds of 100 meta-steps\n")
