@@ -591,16 +591,23 @@ class _WidthRecorder(ClassifierMixin, BaseEstimator):
         return np.full(len(X), self.classes_[0])
 
 
+def _fit_with_one_wide_task(n_narrow, at):
+    """AutoMeta (logistic regression) on ``n_narrow`` 5-feature task datasets and one
+    12-feature one at index ``at``; the fitted AutoMeta and the wide task."""
+    tasks = make_classification_tasks(n_tasks=n_narrow, n_samples=30, n_features=5,
+                                      random_state=0)
+    wide = make_classification_tasks(n_tasks=1, n_samples=30, n_features=12,
+                                     random_state=1)[0]
+    splitter = TaskSplitter(n_way=2, k_shot=3, n_query=3, n_tasks=10, random_state=0)
+    auto = AutoMetaClassifier([LogisticRegression()], task_splitter=splitter, n_episodes=10,
+                              random_state=0).fit(tasks[:at] + [wide] + tasks[at:])
+    return auto, wide
+
+
 def test_a_task_wider_than_every_other_is_trained_on_not_held_out():
     # held out, the one 12-feature dataset could not be adapted to by candidates
     # trained on 5-feature ones: every fold keeps it to train on, and says so
-    tasks = make_classification_tasks(n_tasks=20, n_samples=30, n_features=5, random_state=0)
-    wide_X, wide_y = make_classification_tasks(n_tasks=1, n_samples=30, n_features=12,
-                                               random_state=1)[0]
-    tasks = tasks[:7] + [(wide_X, wide_y)] + tasks[7:]
-    splitter = TaskSplitter(n_way=2, k_shot=3, n_query=3, n_tasks=10, random_state=0)
-    auto = AutoMetaClassifier([LogisticRegression()], task_splitter=splitter, n_episodes=10,
-                              random_state=0).fit(tasks)
+    auto, (wide_X, wide_y) = _fit_with_one_wide_task(20, at=7)
     split = auto.validation_split_
     assert auto.leaderboard_.loc["LogisticRegression", "status"] == "ok"
     assert 7 not in split["held_out"] and split["trained_on_too_wide"] == [7]
@@ -621,13 +628,7 @@ def test_held_out_episodes_are_scored_at_their_own_tasks_width():
 def test_a_fold_left_without_held_out_tasks_gives_its_episodes_to_the_others():
     # five tasks, five folds of one: the fold holding out the one wide task has
     # nothing left to score on, so the other four share all n_episodes
-    tasks = make_classification_tasks(n_tasks=4, n_samples=30, n_features=5, random_state=0)
-    wide_X, wide_y = make_classification_tasks(n_tasks=1, n_samples=30, n_features=12,
-                                               random_state=1)[0]
-    tasks = tasks[:2] + [(wide_X, wide_y)] + tasks[2:]
-    splitter = TaskSplitter(n_way=2, k_shot=3, n_query=3, n_tasks=10, random_state=0)
-    auto = AutoMetaClassifier([LogisticRegression()], task_splitter=splitter, n_episodes=10,
-                              random_state=0).fit(tasks)
+    auto, _ = _fit_with_one_wide_task(4, at=2)
     split = auto.validation_split_
     assert split["trained_on_too_wide"] == [2] and 2 not in split["held_out"]
     assert len(split["folds"]) == 4 and sorted(split["held_out"]) == [0, 1, 3, 4]
