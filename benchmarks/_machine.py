@@ -64,7 +64,7 @@ def inductor_cache_line():
     return f"inductor cache (TORCHINDUCTOR_CACHE_DIR): {path}, {state}"
 
 
-def run_lines(threads_note=""):
+def run_lines():
     """The lines every timing report opens with: machine, versions, code, command, date."""
     import os
     import shlex
@@ -75,8 +75,7 @@ def run_lines(threads_note=""):
 
     import sklmeta
 
-    return [f"- machine: {machine_line()}; {torch.get_num_threads()} torch thread(s)"
-            + threads_note,
+    return [f"- machine: {machine_line()}; {torch.get_num_threads()} torch thread(s)",
             f"- {versions_line()}",
             f"- sklmeta from {os.path.dirname(sklmeta.__file__)} "
             "(PYTHONPATH=. times a checkout's own)",
