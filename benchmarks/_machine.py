@@ -5,6 +5,15 @@ One source for it, shared with ``sklmeta.show_versions()``: the dicts of
 machine line and a bug report's ``show_versions()`` say the same things the same way.
 """
 
+import ast
+import os
+import shlex
+import sys
+import time
+
+import torch
+
+import sklmeta
 from sklmeta._show_versions import _cpu_name, _get_deps_info, _get_sys_info, _get_torch_info
 
 
@@ -53,8 +62,6 @@ def inductor_cache_line():
     earlier compile of the same process) takes seconds; one that builds them, on
     2 cores, takes tens of seconds: compile times are read against this line.
     """
-    import os
-
     from torch._inductor.runtime.cache_dir_utils import cache_dir
 
     path = cache_dir()
@@ -66,15 +73,6 @@ def inductor_cache_line():
 
 def run_lines():
     """The lines every timing report opens with: machine, versions, code, command, date."""
-    import os
-    import shlex
-    import sys
-    import time
-
-    import torch
-
-    import sklmeta
-
     return [f"- machine: {machine_line()}; {torch.get_num_threads()} torch thread(s)",
             f"- {versions_line()}",
             f"- sklmeta from {os.path.dirname(sklmeta.__file__)} "
@@ -85,8 +83,6 @@ def run_lines():
 
 def literal_settings(items):
     """``{PARAM: value}`` of ``--set PARAM=VALUE`` items: Python literals, else strings."""
-    import ast
-
     settings = {}
     for item in items:
         key, _, value = item.partition("=")

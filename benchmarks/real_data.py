@@ -162,13 +162,17 @@ def paired_line(label, scores, meta_names, base_names, lower_is_better, percent,
     pick = min if lower_is_better else max
     best_meta = pick(meta_names, key=lambda k: scores[k].mean())
     best_base = pick(base_names, key=lambda k: scores[k].mean())
-    m, lo, hi = mean_ci(scores[best_meta] - scores[best_base])
-    if percent:
-        diff = f"{100 * m:+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}]"
-    else:
-        diff = f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+    diff = paired_diff(scores[best_meta] - scores[best_base], percent)
     return (f"- {label}: best meta-learner ({best_meta}) minus best baseline ({best_base}), "
             f"paired over the same {n} episodes: {diff}")
+
+
+def paired_diff(differences, percent, digits=3):
+    """The mean of per-episode differences and its interval: points, or signed values."""
+    m, lo, hi = mean_ci(differences)
+    if percent:
+        return f"{100 * m:+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+    return f"{m:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
 
 
 def against_best_other(label, scores, name, others, lower_is_better, percent, n):
@@ -177,9 +181,7 @@ def against_best_other(label, scores, name, others, lower_is_better, percent, n)
     if name not in scores or not others:
         return None
     best = (min if lower_is_better else max)(others, key=lambda k: scores[k].mean())
-    m, lo, hi = mean_ci(scores[name] - scores[best])
-    diff = (f"{100 * m:+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}]" if percent
-            else f"{m:+.4f} [{lo:+.4f}, {hi:+.4f}]")
+    diff = paired_diff(scores[name] - scores[best], percent, digits=4)
     return (f"- {label}: {name} minus the best other meta-learner ({best}), paired over "
             f"the same {n} episodes: {diff}")
 
