@@ -269,12 +269,49 @@ class MetaNet(NeuralNet):
         if self.meta_compile is None:
             return (*self.algorithm.meta_loss(self.module_, xs, ys, xq, yq,
                                               loss=self.criterion_), None)
+        return self._compiled_meta_loss()(xs, ys, xq, yq)
+
+    def _compiled_meta_loss(self):
         compiled = getattr(self, "compiled_meta_loss_", None)
         if compiled is None or compiled.learner is not self.module_:  # a new fit or net
             compiled = self.compiled_meta_loss_ = CompiledMetaLoss(
                 self.algorithm, self.module_, self.criterion_, self.meta_compile,
                 gradients=self.compiled_gradients)
-        return compiled(xs, ys, xq, yq)
+        return compiled
+
+    def train_step(self, batch, **fit_params):
+        """One meta-step: compiled whole where it can be (:meth:`_whole_step`), else skorch's."""
+        step = self._whole_step(batch) if not fit_params else None
+        return step if step is not None else super().train_step(batch, **fit_params)
+
+    def _whole_step(self, batch):
+        """The meta-step as one compiled graph, optimizer update included; None if not here.
+
+        With ``meta_compile``, in a training epoch whose finiteness flag the
+        optimizer takes (the default fused Adam, or AdamW), the meta-gradient,
+        the flag and the update run in one graph
+        (:meth:`~sklmeta._core.compiled.CompiledMetaLoss.step`): no ``.grad``, no
+        separate optimizer call. Not where anything else has a hand in the step:
+        a callback's ``on_grad_computed`` (gradient clipping), another training
+        step, several optimizers, gradients combined across processes.
+        """
+        watch = getattr(self, "_finite_watch", None)
+        if (watch is None or self.meta_compile is None or not self.compiled_gradients
+                or self._optimizers != ["optimizer"]
+                or type(self).train_step_single is not MetaNet.train_step_single
+                or type(self).sync_gradients is not MetaNet.sync_gradients
+                or any(type(cb).on_grad_computed is not Callback.on_grad_computed
+                       for _, cb in self.callbacks_)):
+            return None
+        self._set_training(True)
+        Xi, yq = batch
+        xs, ys, xq, yq = (to_device(t, self.data_device)
+                          for t in (Xi["xs"], Xi["ys"], Xi["xq"], yq))
+        out = self._compiled_meta_loss().step(xs, ys, xq, yq, self.optimizer_, watch)
+        if out is None:
+            return None
+        _, loss, outputs = out
+        return {"loss": loss, "y_pred": outputs}
 
     def compile_seconds(self):
         """Seconds the meta-step's torch.compile took; None if it did not compile."""

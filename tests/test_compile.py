@@ -178,10 +178,12 @@ def test_a_compiled_meta_step_runs_no_backward(sine_tasks, monkeypatch):
 def test_batchnorm_and_dropout_compile_to_the_eager_weights(cls, first_order, class_tasks,
                                                             sine_tasks):
     # BatchNorm normalises by each task's support rows and Dropout draws its masks in
-    # the compiled meta-gradient as eagerly: the same weights and the same buffers
+    # the compiled meta-gradient as eagerly: the same weights and the same buffers. (No
+    # bias before BatchNorm: its gradient is rounding noise, which Adam scales up to
+    # steps of the full learning rate, of either sign.)
     def net(n_in, n_out):
         torch.manual_seed(0)
-        return torch.nn.Sequential(torch.nn.Linear(n_in, 8), torch.nn.BatchNorm1d(8),
+        return torch.nn.Sequential(torch.nn.Linear(n_in, 8, bias=False), torch.nn.BatchNorm1d(8),
                                    torch.nn.ReLU(), torch.nn.Dropout(0.3),
                                    torch.nn.Linear(8, n_out))
 
@@ -216,3 +218,151 @@ def test_a_meta_gradient_that_is_not_one_graph_compiles_its_forward(sine_tasks, 
     assert record.failure is None and compiled.compile_seconds_ > 0
     assert len(calls) == 4  # every meta-step back-propagates the compiled forward
     assert_same_weights(compiled.module_, eager.module_)
+
+
+def _count_optimizer_steps(monkeypatch):
+    calls = []
+    step = torch.optim.Adam.step
+    monkeypatch.setattr(torch.optim.Adam, "step",
+                        lambda self, *a, **k: calls.append(1) or step(self, *a, **k))
+    return calls
+
+
+def test_a_compiled_fit_updates_the_weights_in_its_graph(monkeypatch):
+    # 10 episodes in meta-batches of 4, three epochs: the six full meta-batches run as one
+    # graph each, Adam's update in it; the three ragged ones eagerly, through torch's Adam,
+    # on the same optimizer state: the eager fit's weights and moments
+    tasks = make_sinusoid_tasks(n_tasks=30, n_samples=20, random_state=0)
+    params = dict(task_splitter=TaskSplitter(k_shot=5, n_query=5, n_tasks=10, random_state=0),
+                  hidden_layer_sizes=(8,), inner_steps=2, max_epochs=3, meta_batch_size=4,
+                  random_state=0)
+    eager = MAMLRegressor(**params).fit(tasks)
+    calls = _count_optimizer_steps(monkeypatch)
+    counters.clear()
+    compiled = MAMLRegressor(**params, **FAST).fit(tasks)
+    assert len(calls) == 3 and counters["stats"]["unique_graphs"] == 1
+    assert compiled.net_.compiled_meta_loss_.step_failure is None
+    assert_same_weights(compiled.module_, eager.module_)
+    got, want = (m.net_.optimizer_.state_dict()["state"] for m in (compiled, eager))
+    assert [float(s["step"]) for s in got.values()] == [9.0] * len(want)
+    for i in want:
+        for key in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(got[i][key], want[i][key], rtol=1e-4, atol=1e-7)
+
+
+def test_weight_decay_and_a_learning_rate_schedule_compile_whole(sine_tasks, monkeypatch):
+    # a rate that changes at every meta-step: a 0-d tensor in the graph, no recompilation
+    from skorch.callbacks import LRScheduler
+
+    def params():
+        return dict(optimizer__weight_decay=0.1, max_epochs=2,
+                    callbacks=[LRScheduler("StepLR", step_size=1, gamma=0.5,
+                                           step_every="batch")])
+
+    eager = small(MAMLRegressor, **params()).fit(sine_tasks)
+    calls = _count_optimizer_steps(monkeypatch)
+    counters.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not torch's "lr_scheduler.step() before optimizer.step()"
+        compiled = small(MAMLRegressor, **params(), **FAST).fit(sine_tasks)
+    assert not calls and not counters["recompiles"]
+    assert compiled.net_.optimizer_.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5 ** 8)
+    assert_same_weights(compiled.module_, eager.module_)
+
+
+@pytest.mark.parametrize("optimizer", [torch.optim.Adam, torch.optim.AdamW],
+                         ids=lambda c: c.__name__)
+def test_the_step_in_the_graph_is_torchs_fused_step(optimizer):
+    # three meta-steps of a two-group optimizer (decay on one group): the graph's update
+    # against torch's own fused kernel given the same meta-gradients
+    from sklmeta._training import _FiniteWatch
+
+    def setup():
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(1, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+        learner = algorithm.learner(net, 1)
+        groups = [{"params": list(net[0].parameters()), "weight_decay": 0.1},
+                  {"params": list(net[2].parameters()), "lr": 3e-3}]
+        return learner, optimizer(groups, lr=1e-2, fused=True)
+
+    algorithm = algorithms.maml(inner_lr=0.05, inner_steps=1, adapt_steps=1)
+    loss = EpisodeLoss("regression")
+    (want, torch_opt), (got, graph_opt) = setup(), setup()
+    compiled = CompiledMetaLoss(algorithm, got, loss, {"backend": "aot_eager"})
+    watch = _FiniteWatch.of(graph_opt)
+    for seed in range(3):
+        batch = _batch(seed)
+        objective, _, _ = algorithm.meta_loss(want, *batch, loss=loss)
+        torch_opt.zero_grad()
+        objective.backward()
+        torch_opt.step()
+        assert compiled.step(*batch, graph_opt, watch) is not None
+    assert compiled.step_failure is None and compiled.seconds > 0
+    assert float(watch.count) == 3 and not watch.diverged()
+    assert_same_weights(got, want)
+    for a, b in zip(graph_opt.state.values(), torch_opt.state.values()):
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-7)
+
+
+def test_gradient_clipping_keeps_the_two_part_step(sine_tasks, monkeypatch):
+    # a callback that changes the gradients needs them in .grad: the optimizer steps apart
+    from skorch.callbacks import GradientNormClipping
+
+    def clipped(**params):
+        return small(MAMLRegressor, callbacks=[GradientNormClipping(1e-3)], **params)
+
+    eager = clipped().fit(sine_tasks)
+    calls = _count_optimizer_steps(monkeypatch)
+    compiled = clipped(**FAST).fit(sine_tasks)
+    assert len(calls) == compiled.n_meta_steps_ == 8
+    assert_same_weights(compiled.module_, eager.module_)
+    unclipped = small(MAMLRegressor).fit(sine_tasks)
+    assert not torch.allclose(unclipped.module_[0].weight, eager.module_[0].weight)
+
+
+class _NaNGradient(torch.nn.Module):
+    """Finite outputs, NaN gradients: sqrt's infinite slope at 0 times a zero."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(1, 1)
+
+    def forward(self, x):
+        h = self.linear(x)
+        return h + torch.sqrt(torch.relu(h) * 0.0)
+
+
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
+def test_a_non_finite_step_in_the_graph_stops_the_fit_unchanged(sine_tasks, compile):
+    # the whole step folds the flag as the two-part step does: at the first non-finite
+    # meta-gradient nothing changes any more (weights, moments, step counts) and the
+    # epoch ends naming that step
+    from sklmeta._training import MetaTrainingDiverged
+
+    meta = small(MAMLRegressor, module=_NaNGradient(), early_stopping=False,
+                 **(FAST if compile else {}))
+    with pytest.raises(MetaTrainingDiverged, match=r"epoch 1, meta-step 1 of the epoch"):
+        meta.fit(sine_tasks)
+    assert torch.equal(meta.module_.linear.weight, meta.module.linear.weight)
+    state = meta.net_.optimizer_.state_dict()["state"]
+    assert state and all(float(s["step"]) == 0 for s in state.values())
+    assert not hasattr(meta.net_.optimizer_, "found_inf")
+
+
+@pytest.mark.parametrize("optimizer, options", [
+    (torch.optim.SGD, {}), (torch.optim.Adam, {"fused": False}),
+    (torch.optim.Adam, {"amsgrad": True}), (torch.optim.Adam, {"maximize": True}),
+    (torch.optim.Adam, {"lr": torch.tensor(1e-3)})], ids=str)
+def test_only_adam_as_the_graph_computes_it_is_stepped_in_the_graph(optimizer, options):
+    from sklmeta._core.compiled import adam_settings
+
+    net = torch.nn.Linear(2, 1)
+    named = list(net.named_parameters())
+    assert adam_settings(torch.optim.Adam(net.parameters(), fused=True), named) is not None
+    assert adam_settings(optimizer(net.parameters(), **{"lr": 1e-3, **options}), named) is None
+    # every trainable parameter in the optimizer, and only those
+    assert adam_settings(torch.optim.Adam([net.weight], fused=True), named) is None
+    hooked = torch.optim.Adam(net.parameters(), fused=True)
+    hooked.register_step_post_hook(lambda *args: None)  # a hook that would not run
+    assert adam_settings(hooked, named) is None

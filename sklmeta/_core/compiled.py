@@ -50,7 +50,7 @@ from .algorithms import Learner
 from .batched_mlp import BatchedMLPInnerLoop
 from .functional import SWAP_LOCK, FunctionalInnerLoop
 
-__all__ = ["CompileWarning", "CompiledMetaLoss"]
+__all__ = ["CompileWarning", "CompiledMetaLoss", "adam_settings"]
 
 
 class CompileWarning(UserWarning):
@@ -100,6 +100,81 @@ _GRAD_AND_VALUE = grad_and_value(_objective, argnums=1, has_aux=True)
 def _pure_gradients(module, trainable, frozen, xs, ys, xq, yq):
     """``(gradients, (objective, (loss, outputs)))`` of the meta-loss, gradients by name."""
     return _GRAD_AND_VALUE(module, trainable, frozen, xs, ys, xq, yq)
+
+
+def adam_settings(optimizer, named):
+    """What an in-graph update of ``optimizer`` needs, or None where it cannot stand in for it.
+
+    The update stands in for torch's fused ``Adam`` and ``AdamW`` (the default
+    optimizer on CPU and CUDA), with float ``lr`` and ``betas`` and no
+    ``amsgrad``, ``maximize``, ``capturable`` or ``differentiable``, whose groups
+    hold exactly the trainable parameters of ``named`` (``[(name, parameter)]``),
+    with no step hooks (they would not run).
+    Returns ``(static, lrs)``: per group ``(beta1, beta2, eps, weight_decay,
+    decoupled, names)``, and the groups' learning rates (read at every step, so
+    a schedule's changes apply without recompiling).
+    """
+    from torch.optim import optimizer as torch_optimizer
+
+    if type(optimizer) not in (torch.optim.Adam, torch.optim.AdamW) or any((
+            optimizer._optimizer_step_pre_hooks, optimizer._optimizer_step_post_hooks,
+            torch_optimizer._global_optimizer_pre_hooks,
+            torch_optimizer._global_optimizer_post_hooks)):  # hooks would not run
+        return None
+    trainable = {id(p): k for k, p in named if p.requires_grad}
+    static, lrs, seen = [], [], []
+    for group in optimizer.param_groups:
+        if (not group.get("fused") or any(group.get(k) for k in (
+                "amsgrad", "maximize", "capturable", "differentiable"))
+                or not all(type(v) is float for v in (group["lr"], *group["betas"]))):
+            return None
+        names = tuple(trainable.get(id(p)) for p in group["params"])
+        seen.extend(names)
+        static.append((*group["betas"], float(group["eps"]), float(group["weight_decay"]),
+                       bool(group.get("decoupled_weight_decay", False)), names))
+        lrs.append(group["lr"])
+    if None in seen or sorted(seen) != sorted(trainable.values()):
+        return None
+    return tuple(static), lrs
+
+
+def _adam_step(static):
+    """The whole meta-step: the meta-gradient, the finiteness flag and Adam's update.
+
+    A pure function of the meta-parameters and one meta-batch, but for its
+    in-place updates of ``trainable`` (the parameters' detached views), the
+    optimizer's moments and step counts (``state[name] = (exp_avg, exp_avg_sq,
+    step)``), and the finite watch's ``found`` and ``count``: the arithmetic of
+    torch's fused Adam and AdamW (``torch._fused_adam_``) given ``found_inf``.
+    Once ``found`` is set, by this step's non-finite loss or gradients or by an
+    earlier one, nothing changes.
+    """
+    def step(module, trainable, frozen, state, lrs, found, count, xs, ys, xq, yq):
+        grads, (objective, (loss, out)) = _GRAD_AND_VALUE(module, trainable, frozen,
+                                                         xs, ys, xq, yq)
+        bad = torch.stack([~torch.isfinite(t).all()
+                           for t in (*grads.values(), loss.detach())]).any()
+        found.copy_(torch.maximum(found, bad.to(found.dtype)))
+        count.add_(1 - found)
+        skip = found > 0
+        for (beta1, beta2, eps, decay, decoupled, names), lr in zip(static, lrs):
+            for name in names:
+                p, g = trainable[name], grads[name]
+                exp_avg, exp_avg_sq, n = state[name]
+                n_new = n + 1
+                new = p
+                if decay and decoupled:
+                    new = p * (1 - lr * decay)
+                elif decay:
+                    g = g + decay * p
+                m = torch.lerp(exp_avg, g, 1 - beta1)
+                v = exp_avg_sq * beta2 + (1 - beta2) * g * g
+                denom = v.sqrt() / (1 - beta2 ** n_new).sqrt() + eps
+                new = new - (lr / (1 - beta1 ** n_new)) * m / denom
+                for old, value in ((p, new), (exp_avg, m), (exp_avg_sq, v), (n, n_new)):
+                    old.copy_(torch.where(skip, old, value))
+        return objective, loss, out
+    return step
 
 
 def _fresh_copy(fn):
@@ -162,14 +237,17 @@ class CompiledMetaLoss:
         self.module = _MetaLoss(algorithm, _traced_learner(learner) if gradients else learner,
                                 loss)
         self.seconds, self.failure, self.shapes = None, None, None
-        self.whole_failure = None
+        self.whole_failure, self.step_failure = None, None
         self._compiled, self._named = None, None
+        self._stepper, self._static, self._lrs = None, None, None
 
     def __getstate__(self):
         # a compiled function does not pickle: keep the record; the net builds a new one
         return {"seconds": self.seconds, "failure": self.failure, "options": self.options,
                 "gradients": self.gradients, "whole_failure": self.whole_failure,
-                "learner": None, "shapes": None, "_compiled": None, "_named": None}
+                "step_failure": self.step_failure, "learner": None, "shapes": None,
+                "_compiled": None, "_named": None, "_stepper": None, "_static": None,
+                "_lrs": None}
 
     def eager(self, xs, ys, xq, yq):
         return self.algorithm.meta_loss(self.learner, xs, ys, xq, yq, loss=self.loss)
@@ -196,24 +274,98 @@ class CompiledMetaLoss:
 
     def _first_call(self, batch):
         """Compile on ``batch``, timed, without side effects."""
-        buffers = {k: b.detach().clone() for k, b in self.module.named_buffers()}
+        def run():
+            objective, _, _, grads = self._call(batch)
+            if grads is None:  # the backward graph compiles at the first backward
+                wrt = [p for p in self.module.parameters() if p.requires_grad]
+                torch.autograd.grad(objective, wrt, allow_unused=True)
+
+        return self._compile_seconds(run, [])
+
+    def _compile_seconds(self, run, updated):
+        """The first call's wall time less a second's; the tensors ``run`` updates put back.
+
+        ``updated`` are the tensors ``run`` changes in place (the meta-parameters
+        and the optimizer's state, for a whole step); the module's buffers (BatchNorm's
+        running statistics) and the random-number state (dropout) are put back too.
+        """
+        kept = [(t, t.detach().clone()) for t in (*updated, *self.module.buffers())]
         gpus = sorted({p.device.index or 0 for p in self.module.parameters()
                        if p.device.type == "cuda"})
         times = []
         try:
-            with torch.random.fork_rng(devices=gpus):  # dropout's draws are put back
+            with torch.random.fork_rng(devices=gpus):
                 for _ in range(2):
                     start = time.perf_counter()
-                    objective, _, _, grads = self._call(batch)
-                    if grads is None:  # the backward graph compiles at the first backward
-                        wrt = [p for p in self.module.parameters() if p.requires_grad]
-                        torch.autograd.grad(objective, wrt, allow_unused=True)
+                    run()
                     times.append(time.perf_counter() - start)
         finally:
-            with torch.no_grad():  # and so are running statistics (BatchNorm)
-                for k, b in self.module.named_buffers():
-                    b.copy_(buffers[k])
+            with torch.no_grad():
+                for t, value in kept:
+                    t.copy_(value)
         return max(times[0] - times[1], 0.0)
+
+    def step(self, xs, ys, xq, yq, optimizer, watch):
+        """One whole meta-step, one compiled graph: ``(objective, loss, outputs)``, or None.
+
+        The meta-gradient, its finiteness folded into ``watch`` (a training
+        epoch's flag and count: ``found``, ``count``) and ``optimizer``'s update
+        (:func:`_adam_step`), where :func:`adam_settings` says the in-graph update
+        stands in for ``optimizer``. The optimizer's state is its own (``state[p]``
+        as torch keeps it), so a checkpoint, or a meta-batch that steps it eagerly,
+        sees one optimizer. None where this does not apply (another optimizer or
+        setting, the meta-gradient not one graph, a meta-batch of another shape,
+        a failure to compile: ``step_failure`` says why): the caller then takes the
+        meta-gradient from :meth:`__call__` and steps the optimizer itself.
+        """
+        batch = (xs, ys, xq, yq)
+        shapes = tuple((t.shape, t.dtype, t.device) for t in batch)
+        if (not self.gradients or self.failure is not None or self.step_failure is not None
+                or (self.shapes is not None and shapes != self.shapes)):
+            return None
+        if self._named is None:
+            self._named = list(self.module.named_parameters())
+        settings = adam_settings(optimizer, self._named)
+        if settings is None or (self._stepper is not None and settings[0] != self._static):
+            return None
+        args = self._step_args(optimizer, watch, settings[1])
+        if self._stepper is None:
+            try:
+                self._stepper = torch.compile(_fresh_copy(_adam_step(settings[0])),
+                                              **{"fullgraph": True, **self.options})
+                updated = [*args[0].values(), *(t for ts in args[2].values() for t in ts),
+                           watch.found, watch.count]
+                seconds = self._compile_seconds(lambda: self._step(args, batch), updated)
+            except Exception as e:  # noqa: BLE001 - any failure: the caller's two-part step
+                self.step_failure, self._stepper = _why(e), None
+                return None
+            self._static, self.shapes = settings[0], shapes
+            self.seconds = (self.seconds or 0.0) + seconds
+        out = self._step(args, batch)
+        optimizer._opt_called = True  # as its step would: a schedule's order check passes
+        return out
+
+    def _step(self, args, batch):
+        with SWAP_LOCK:
+            return self._stepper(self.module, *args, *batch)
+
+    def _step_args(self, optimizer, watch, lrs):
+        """``(trainable, frozen, state, lrs, found, count)`` of :meth:`step`."""
+        trainable, frozen, state = {}, {}, {}
+        for k, p in self._named:
+            if not p.requires_grad:
+                frozen[k] = p.detach()
+                continue
+            trainable[k] = p.detach()
+            s = optimizer.state[p]
+            if not s:  # torch's lazy initialisation, as its fused Adam makes it
+                s["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+                s["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                s["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state[k] = (s["exp_avg"], s["exp_avg_sq"], s["step"])
+        if self._lrs is None or self._lrs[0] != lrs:  # 0-d tensors: a new rate, no recompile
+            self._lrs = (lrs, [torch.tensor(lr, device=watch.device) for lr in lrs])
+        return trainable, frozen, state, self._lrs[1], watch.found, watch.count
 
     def __call__(self, xs, ys, xq, yq):
         """``(objective, reported loss, outputs, gradients)`` of one meta-batch.
