@@ -279,6 +279,29 @@ class MetaNet(NeuralNet):
                 gradients=self.compiled_gradients)
         return compiled
 
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_mode_cache", None)  # modules pickled twice otherwise; rebuilt on use
+        return state
+
+    def _set_training(self, training=True):
+        """skorch's: every module and criterion in training or evaluation mode.
+
+        skorch sets the mode at every meta-step, which walks the module trees
+        (about 20 microseconds for a small MLP, 3% of a compiled meta-step); here
+        the walk is skipped where every module is in that mode already, read
+        from a list of them made once per module.
+        """
+        tops = tuple(getattr(self, name + "_", None) for name in self._modules + self._criteria)
+        cached = getattr(self, "_mode_cache", None)
+        if cached is None or len(cached[0]) != len(tops) or any(
+                a is not b for a, b in zip(cached[0], tops)):
+            cached = self._mode_cache = (tops, [m for top in tops
+                                                if isinstance(top, torch.nn.Module)
+                                                for m in top.modules()])
+        if any(m.training is not training for m in cached[1]):
+            super()._set_training(training)
+
     def train_step(self, batch, **fit_params):
         """One meta-step: compiled whole where it can be (:meth:`_whole_step`), else skorch's."""
         step = self._whole_step(batch) if not fit_params else None

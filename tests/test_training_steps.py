@@ -241,3 +241,27 @@ def test_a_callback_at_batch_end_sees_each_loss_as_a_float(sine_tasks):
     assert len(seen) == 8 and all(type(v) is float for v in seen)
     assert seen == [v for e in plain.history_[:, "batches", :, "train_loss"] for v in e]
     assert watched.history_[:, "train_loss"] == plain.history_[:, "train_loss"]
+
+
+def test_the_mode_is_set_on_every_module_only_where_one_differs(sine_tasks, monkeypatch):
+    # the walk over the module trees is skipped where every module is in the mode
+    # already, and not where one is not: a submodule a callback put in eval mode is
+    # trained again, as skorch's every-step walk would
+    import pickle
+
+    meta = small_regressor(max_epochs=1).fit(sine_tasks)
+    net, calls = meta.net_, []
+    walk = torch.nn.Module.train
+    monkeypatch.setattr(torch.nn.Module, "train",
+                        lambda self, mode=True: calls.append(mode) or walk(self, mode))
+    net._set_training(True)  # fit ended in evaluation mode: this walks
+    assert calls
+    calls.clear()
+    net._set_training(True)
+    assert not calls
+    meta.module_[0].eval()
+    net._set_training(True)
+    assert calls and all(m.training for m in meta.module_.modules())
+    net._set_training(False)
+    assert not any(m.training for m in meta.module_.modules())
+    assert "_mode_cache" not in pickle.loads(pickle.dumps(net)).__dict__
