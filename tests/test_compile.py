@@ -70,19 +70,36 @@ def test_the_compiled_meta_gradient_is_the_eager_one(custom, gradients):
     assert compiled.failure is None and compiled.seconds > 0
 
 
-def test_a_compiled_fit_learns_the_eager_weights_without_recompiling():
-    # max_epochs=3 of 10 episodes in meta-batches of 4: 4, 4 and a ragged 2 per epoch
+def _count_optimizer_steps(monkeypatch):
+    calls = []
+    step = torch.optim.Adam.step
+    monkeypatch.setattr(torch.optim.Adam, "step",
+                        lambda self, *a, **k: calls.append(1) or step(self, *a, **k))
+    return calls
+
+
+def test_a_compiled_fit_learns_the_eager_weights_without_recompiling(monkeypatch):
+    # max_epochs=3 of 10 episodes in meta-batches of 4: 4, 4 and a ragged 2 per epoch.
+    # The six full meta-batches run as one graph each, Adam's update in it; the three
+    # ragged ones eagerly, through torch's Adam, on the same optimizer state
     tasks = make_sinusoid_tasks(n_tasks=30, n_samples=20, random_state=0)
     params = dict(task_splitter=TaskSplitter(k_shot=5, n_query=5, n_tasks=10, random_state=0),
                   hidden_layer_sizes=(8,), inner_steps=2, max_epochs=3, meta_batch_size=4,
                   random_state=0)
     eager = MAMLRegressor(**params).fit(tasks)
+    calls = _count_optimizer_steps(monkeypatch)
     counters.clear()
     compiled = MAMLRegressor(**params, **FAST).fit(tasks)
     assert counters["stats"]["unique_graphs"] == 1  # one graph for all nine meta-steps
     assert not counters["recompiles"] and not counters["graph_break"]
     assert compiled.n_meta_steps_ == eager.n_meta_steps_ == 9
+    assert len(calls) == 3 and compiled.net_.compiled_meta_loss_.step_failure is None
     assert_same_weights(compiled.module_, eager.module_)
+    got, want = (m.net_.optimizer_.state_dict()["state"] for m in (compiled, eager))
+    assert [float(s["step"]) for s in got.values()] == [9.0] * len(want)
+    for i in want:
+        for key in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(got[i][key], want[i][key], rtol=1e-4, atol=1e-7)
     assert compiled.compile_seconds_ > 0 and eager.compile_seconds_ is None
     x, y = tasks[-1]
     np.testing.assert_allclose(compiled.adapt(x[:5], y[:5]).predict(x[5:]),
@@ -218,36 +235,6 @@ def test_a_meta_gradient_that_is_not_one_graph_compiles_its_forward(sine_tasks, 
     assert record.failure is None and compiled.compile_seconds_ > 0
     assert len(calls) == 4  # every meta-step back-propagates the compiled forward
     assert_same_weights(compiled.module_, eager.module_)
-
-
-def _count_optimizer_steps(monkeypatch):
-    calls = []
-    step = torch.optim.Adam.step
-    monkeypatch.setattr(torch.optim.Adam, "step",
-                        lambda self, *a, **k: calls.append(1) or step(self, *a, **k))
-    return calls
-
-
-def test_a_compiled_fit_updates_the_weights_in_its_graph(monkeypatch):
-    # 10 episodes in meta-batches of 4, three epochs: the six full meta-batches run as one
-    # graph each, Adam's update in it; the three ragged ones eagerly, through torch's Adam,
-    # on the same optimizer state: the eager fit's weights and moments
-    tasks = make_sinusoid_tasks(n_tasks=30, n_samples=20, random_state=0)
-    params = dict(task_splitter=TaskSplitter(k_shot=5, n_query=5, n_tasks=10, random_state=0),
-                  hidden_layer_sizes=(8,), inner_steps=2, max_epochs=3, meta_batch_size=4,
-                  random_state=0)
-    eager = MAMLRegressor(**params).fit(tasks)
-    calls = _count_optimizer_steps(monkeypatch)
-    counters.clear()
-    compiled = MAMLRegressor(**params, **FAST).fit(tasks)
-    assert len(calls) == 3 and counters["stats"]["unique_graphs"] == 1
-    assert compiled.net_.compiled_meta_loss_.step_failure is None
-    assert_same_weights(compiled.module_, eager.module_)
-    got, want = (m.net_.optimizer_.state_dict()["state"] for m in (compiled, eager))
-    assert [float(s["step"]) for s in got.values()] == [9.0] * len(want)
-    for i in want:
-        for key in ("exp_avg", "exp_avg_sq"):
-            torch.testing.assert_close(got[i][key], want[i][key], rtol=1e-4, atol=1e-7)
 
 
 def test_weight_decay_and_a_learning_rate_schedule_compile_whole(sine_tasks, monkeypatch):
