@@ -15,9 +15,16 @@ net, whose backward is accelerate's: loss scaling, mixed precision) only the
 forward meta-loss ``(objective, loss, outputs)`` is compiled and the net
 back-propagates it; so too where the meta-gradient is not one graph (a graph
 break, which torch.func's transforms cannot span: a closed-form learner's
-data-dependent Cholesky check), rather than run ``grad_and_value`` eagerly. Not
-compiled: the skorch module itself, the optimizer step, meta-validation, ``adapt``
-and ``score``.
+data-dependent Cholesky check), rather than run ``grad_and_value`` eagerly.
+
+In a training epoch, :meth:`CompiledMetaLoss.step` goes one further where the
+optimizer is torch's fused Adam or AdamW (the default, see :func:`adam_settings`):
+the meta-gradient, the finiteness flag and the optimizer's update in one graph
+(:func:`_adam_step`), on the optimizer's own state, no ``.grad`` set and no
+optimizer call. On the MAML paper's sinusoids that took a compiled fit from 0.7x
+to 0.9-1.0x the rate of compiled torch.func's meta-gradient with a fused Adam
+step beside it (``benchmarks/RESULTS.md``, "the whole meta-step"). Not
+compiled: the skorch module itself, meta-validation, ``adapt`` and ``score``.
 
 Shapes are static (``dynamic=False``): a fit's meta-batches all have the same
 shape (``meta_batch_size`` tasks, ``k_shot`` and ``n_query`` rows per class or
