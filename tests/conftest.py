@@ -51,3 +51,15 @@ def same_weights(a, b):
     return all(torch.equal(x, y) for x, y in zip(a, b))
 
 
+
+
+class NaNGradient(torch.nn.Module):
+    """Finite outputs, NaN gradients: sqrt's infinite slope at 0 times a zero."""
+
+    def __init__(self, n_in=10, n_out=4):
+        super().__init__()
+        self.linear = torch.nn.Linear(n_in, n_out)
+
+    def forward(self, x):
+        h = self.linear(x)
+        return h + torch.sqrt(torch.relu(h) * 0.0)

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import small
+from conftest import NaNGradient, small
 from torch._dynamo.utils import counters
 
 from sklmeta import ANILClassifier, MAMLRegressor, MetaSGDClassifier, ReptileRegressor, TaskSplitter
@@ -308,18 +308,6 @@ def test_gradient_clipping_keeps_the_two_part_step(sine_tasks, monkeypatch):
     assert not torch.allclose(unclipped.module_[0].weight, eager.module_[0].weight)
 
 
-class _NaNGradient(torch.nn.Module):
-    """Finite outputs, NaN gradients: sqrt's infinite slope at 0 times a zero."""
-
-    def __init__(self):
-        super().__init__()
-        self.linear = torch.nn.Linear(1, 1)
-
-    def forward(self, x):
-        h = self.linear(x)
-        return h + torch.sqrt(torch.relu(h) * 0.0)
-
-
 @pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
 def test_a_non_finite_step_in_the_graph_stops_the_fit_unchanged(sine_tasks, compile):
     # the whole step folds the flag as the two-part step does: at the first non-finite
@@ -327,7 +315,7 @@ def test_a_non_finite_step_in_the_graph_stops_the_fit_unchanged(sine_tasks, comp
     # epoch ends naming that step
     from sklmeta._training import MetaTrainingDiverged
 
-    meta = small(MAMLRegressor, module=_NaNGradient(), early_stopping=False,
+    meta = small(MAMLRegressor, module=NaNGradient(1, 1), early_stopping=False,
                  **(FAST if compile else {}))
     with pytest.raises(MetaTrainingDiverged, match=r"epoch 1, meta-step 1 of the epoch"):
         meta.fit(sine_tasks)

@@ -5,7 +5,7 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
-from conftest import small_classifier, small_regressor
+from conftest import NaNGradient, small_classifier, small_regressor
 
 from sklmeta import ProtoNetClassifier, TaskSplitter
 from sklmeta._core import EpisodeLoss
@@ -75,18 +75,6 @@ def test_same_weights_as_a_step_by_step_check(sine_tasks):
         checked = small_regressor(max_epochs=3, early_stopping=False).fit(sine_tasks)
     for a, b in zip(fused.module_.parameters(), checked.module_.parameters()):
         assert torch.equal(a, b)
-
-
-class NaNGradient(torch.nn.Module):
-    """Finite outputs, NaN gradients: sqrt's infinite slope at 0 times a zero."""
-
-    def __init__(self):
-        super().__init__()
-        self.linear = torch.nn.Linear(10, 4)
-
-    def forward(self, x):
-        h = self.linear(x)
-        return h + torch.sqrt(torch.relu(h) * 0.0)
 
 
 def test_a_non_finite_gradient_under_a_finite_loss_is_caught(class_tasks):
