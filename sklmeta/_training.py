@@ -319,22 +319,33 @@ class MetaNet(NeuralNet):
         step, several optimizers, gradients combined across processes.
         """
         watch = getattr(self, "_finite_watch", None)
-        if (watch is None or self.meta_compile is None or not self.compiled_gradients
-                or self._optimizers != ["optimizer"]
-                or type(self).train_step_single is not MetaNet.train_step_single
-                or type(self).sync_gradients is not MetaNet.sync_gradients
-                or any(type(cb).on_grad_computed is not Callback.on_grad_computed
-                       for _, cb in self.callbacks_)):
+        if watch is None or not getattr(self, "_whole_step_ok", False):
             return None
         self._set_training(True)
-        Xi, yq = batch
-        xs, ys, xq, yq = (to_device(t, self.data_device)
-                          for t in (Xi["xs"], Xi["ys"], Xi["xq"], yq))
-        out = self._compiled_meta_loss().step(xs, ys, xq, yq, self.optimizer_, watch)
+        out = self._compiled_meta_loss().step(*self._episode_batch(batch), self.optimizer_,
+                                              watch)
         if out is None:
             return None
         _, loss, outputs = out
         return {"loss": loss, "y_pred": outputs}
+
+    def _whole_step_applies(self):
+        """Whether nothing but the compiled graph has a hand in a meta-step (see above).
+
+        Decided once per training epoch: the callbacks, the optimizers and the
+        net's class do not change within one.
+        """
+        return (self.meta_compile is not None and self.compiled_gradients
+                and self._optimizers == ["optimizer"]
+                and type(self).train_step_single is MetaNet.train_step_single
+                and type(self).sync_gradients is MetaNet.sync_gradients
+                and all(type(cb).on_grad_computed is Callback.on_grad_computed
+                        for _, cb in self.callbacks_))
+
+    def _episode_batch(self, batch):
+        """A loader's meta-batch as ``(xs, ys, xq, yq)`` on the net's data device."""
+        Xi, yq = batch
+        return tuple(to_device(t, self.data_device) for t in (Xi["xs"], Xi["ys"], Xi["xq"], yq))
 
     def compile_seconds(self):
         """Seconds the meta-step's torch.compile took; None if it did not compile."""
@@ -383,13 +394,14 @@ class MetaNet(NeuralNet):
         if watch is not None:
             watch.params = list(self.module_.parameters())  # fixed for the epoch
         self._finite_watch = watch
+        self._whole_step_ok = watch is not None and self._whole_step_applies()
         try:
             if training and iterator is not None and self._losses_read_at_epoch_end():
                 self._training_epoch(iterator, prefix, step_fn, **fit_params)
             else:
                 super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
         finally:
-            self._finite_watch = None
+            self._finite_watch, self._whole_step_ok = None, False
             if watch is not None:
                 watch.release()
                 if watch.diverged():
@@ -447,10 +459,7 @@ class MetaNet(NeuralNet):
         backward runs.
         """
         self._set_training(True)
-        Xi, yq = batch
-        xs, ys, xq, yq = (to_device(t, self.data_device)
-                          for t in (Xi["xs"], Xi["ys"], Xi["xq"], yq))
-        objective, loss, out, grads = self.meta_loss(xs, ys, xq, yq)
+        objective, loss, out, grads = self.meta_loss(*self._episode_batch(batch))
         if grads is None:
             self.backward(objective)
         else:

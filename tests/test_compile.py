@@ -308,6 +308,28 @@ def test_gradient_clipping_keeps_the_two_part_step(sine_tasks, monkeypatch):
     assert not torch.allclose(unclipped.module_[0].weight, eager.module_[0].weight)
 
 
+def test_a_whole_step_that_fails_to_compile_counts_in_the_compile_time(sine_tasks,
+                                                                       monkeypatch):
+    # the whole step's compile fails at its first call (after 0.3 s): the fit takes the
+    # two-part step, whose compile is timed at 0.5 s here, and compile_seconds_ holds both
+    import time
+
+    def failing(self, args, batch):
+        time.sleep(0.3)
+        raise RuntimeError("inductor ran out of something")
+
+    eager = small(MAMLRegressor, max_epochs=1).fit(sine_tasks)
+    monkeypatch.setattr(CompiledMetaLoss, "_step", failing)
+    monkeypatch.setattr(CompiledMetaLoss, "_first_call", lambda self, batch: 0.5)
+    calls = _count_optimizer_steps(monkeypatch)
+    compiled = small(MAMLRegressor, max_epochs=1, **FAST).fit(sine_tasks)
+    record = compiled.net_.compiled_meta_loss_
+    assert "inductor ran out of something" in record.step_failure and record.failure is None
+    assert len(calls) == compiled.n_meta_steps_ == 4  # torch's Adam at every step
+    assert compiled.compile_seconds_ >= 0.8
+    assert_same_weights(compiled.module_, eager.module_)
+
+
 @pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
 def test_a_non_finite_step_in_the_graph_stops_the_fit_unchanged(sine_tasks, compile):
     # the whole step folds the flag as the two-part step does: at the first non-finite

@@ -337,6 +337,7 @@ class CompiledMetaLoss:
             return None
         args = self._step_args(optimizer, watch, settings[1])
         if self._stepper is None:
+            start = time.perf_counter()
             try:
                 self._stepper = torch.compile(_fresh_copy(_adam_step(settings[0])),
                                               **{"fullgraph": True, **self.options})
@@ -345,6 +346,8 @@ class CompiledMetaLoss:
                 seconds = self._compile_seconds(lambda: self._step(args, batch), updated)
             except Exception as e:  # noqa: BLE001 - any failure: the caller's two-part step
                 self.step_failure, self._stepper = _why(e), None
+                # the time it took counts: the two-part step compiles on top of it
+                self.seconds = (self.seconds or 0.0) + time.perf_counter() - start
                 return None
             self._static, self.shapes = settings[0], shapes
             self.seconds = (self.seconds or 0.0) + seconds
@@ -417,6 +420,6 @@ class CompiledMetaLoss:
         if fullgraph is not None:
             options.setdefault("fullgraph", fullgraph)
         self._compiled = torch.compile(_fresh_copy(pure), **options)
-        self.seconds = self._first_call(batch)
+        self.seconds = (self.seconds or 0.0) + self._first_call(batch)
         self.shapes = shapes
         return self._call(batch)
