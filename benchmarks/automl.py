@@ -10,7 +10,11 @@ and all are scored on the same episodes of *unseen* tasks, so the table shows
 what AutoMeta's choice costs against the best single candidate in hindsight
 (a paired 95% interval), and whether its held-out estimate agrees with the
 score on unseen tasks. A last table refits AutoMeta with other seeds: is its
-pick stable where the leaderboard's gap is large?
+pick stable where the leaderboard's gap is large? ``--splits`` runs the whole
+comparison on several splits into meta-training and unseen data and prints
+what the pick cost against the best candidate in hindsight on each, with the
+mean over splits: the selection noise measured across splits, where the
+held-out episodes of one split all come from the same few classes or tasks.
 
 - digits: meta-train on digits 0-5, test on 3-way episodes of digits 6-9
   (AutoMeta holds out 3 of the 6 training classes to choose on);
@@ -25,6 +29,7 @@ Usage::
 
     python benchmarks/automl.py            # full budget
     python benchmarks/automl.py --quick    # smoke test (meta-learners: 50 meta-steps)
+    python benchmarks/automl.py --scenario leaf_id_flavia --shots 5 --splits 0 1 2 3
 """
 
 import argparse
@@ -266,7 +271,40 @@ def run(scenario, k, seed, b, quick):
     print(f"\n{b['valid_episodes']} held-out and {b['test_episodes']} unseen episodes, "
           f"{n_query} query points{' per class' if data['n_way'] else ''}; seed {seed}. "
           f"_Time: {time.perf_counter() - start:.0f} s._\n")
-    return auto
+    held = (0.0, 0.0, 0.0) if best_all == auto.best_name_ else tuple(
+        board.loc[best_all, ["diff", "diff_ci_low", "diff_ci_high"]])
+    regret = dict(seed=seed, pick=auto.best_name_, best=best_all, mse=mse,
+                  unseen=paired_ci(per["AutoMeta"], per[best_all]), held=held)
+    return auto, regret
+
+
+def regret_table(rows, name, k):
+    """The pick against the best candidate in hindsight, split by split, and over splits.
+
+    ``rows`` are :func:`run`'s records, one a split (seed). The last line is the
+    mean over the splits of the pick minus the best in hindsight, with a Student-t
+    interval over the splits: the selection noise as a new split would meet it.
+    """
+    mse = rows[0]["mse"]
+    sign = -1.0 if mse else 100.0  # MSE differences: the score's, flipped; accuracy: points
+
+    def fmt(m, lo, hi):
+        lo, hi = sorted((sign * lo, sign * hi))
+        return (f"MSE {sign * m + 0.0:+.3f} [{lo + 0.0:+.3f}, {hi + 0.0:+.3f}]" if mse
+                else f"{sign * m:+.1f} points [{lo:+.1f}, {hi:+.1f}]")
+
+    print(f"#### {name}, {k}-shot: what the pick cost, split by split\n")
+    print("| seed | pick | best in hindsight | pick minus it on unseen tasks, paired | "
+          "it minus the pick on the held-out episodes |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['seed']} | {r['pick']} | {r['best']} | {fmt(*r['unseen'])} | "
+              f"{fmt(*r['held'])} |")
+    means = np.array([r["unseen"][0] for r in rows])
+    line = (f"\n- over {len(rows)} splits, the pick minus the best in hindsight: "
+            f"{fmt(*mean_ci(means)) if len(rows) > 1 else fmt(means[0], means[0], means[0])}")
+    worst = means.min()
+    print(line + f"; the worst split {fmt(worst, worst, worst).split(' [')[0]}\n")
 
 
 def stability(scenario, k, seeds, b, quick, first=None):
@@ -300,6 +338,12 @@ def main(argv=None):
     parser.add_argument("--seeds", nargs="*", type=int, default=None,
                         help="the seeds of the stability table (full budget: 1 2; none: "
                              "no table)")
+    parser.add_argument("--shots", nargs="+", type=int, default=None,
+                        help="the shot counts (full budget: 1 5; quick: 5)")
+    parser.add_argument("--splits", nargs="+", type=int, default=None, metavar="SEED",
+                        help="run the comparison on each of these splits into meta-training "
+                             "and unseen data (seeds), then the pick's cost split by split "
+                             "and over the splits (no stability table)")
     parser.add_argument("--only-stability", action="store_true",
                         help="only the stability table's seeds, at the most shots (seed 0's "
                              "pick is the full run's)")
@@ -307,6 +351,8 @@ def main(argv=None):
     b = BUDGETS["quick" if args.quick else "full"]
     if args.seeds is not None:
         b = {**b, "seeds": tuple(args.seeds)}
+    if args.shots is not None:
+        b = {**b, "shots": tuple(args.shots)}
     torch.set_num_threads(1)
     start = time.perf_counter()
     print("# AutoMeta against every single candidate\n")
@@ -321,8 +367,14 @@ def main(argv=None):
                 print(f"#### {name}, {max(b['shots'])}-shot: the pick across seeds\n")
                 stability(SCENARIOS[name], max(b["shots"]), b["seeds"], b, args.quick)
                 continue
+            if args.splits is not None:
+                for k in b["shots"]:
+                    rows = [run(SCENARIOS[name], k, seed, b, args.quick)[1]
+                            for seed in args.splits]
+                    regret_table(rows, name, k)
+                continue
             for k in b["shots"]:
-                first = run(SCENARIOS[name], k, 0, b, args.quick)
+                first, _ = run(SCENARIOS[name], k, 0, b, args.quick)
                 if b["seeds"] and k == max(b["shots"]):
                     print(f"#### {name}, {k}-shot: the pick across seeds\n")
                     stability(SCENARIOS[name], k, b["seeds"], b, args.quick, first)

@@ -150,6 +150,31 @@ def test_automl_quick(tmp_path):
 
 
 @pytest.mark.slow
+def test_automl_splits_report_the_picks_cost_over_splits(tmp_path):
+    # issue 14's selection noise across splits: one row a split, then their mean; an MSE
+    # scenario, whose differences are the negated score's
+    import re
+
+    proc = run_script(SCRIPT.parent / "automl.py", "--quick", "--scenario", "gapminder",
+                      "--shots", "5", "--splits", "0", "1", cwd=tmp_path, timeout=900)
+    out = proc.stdout
+    runs = [line for line in out.splitlines() if line.startswith("### gapminder, 5-shot:")]
+    assert len(runs) == 2 and "1-shot" not in out
+    assert "the pick across seeds" not in out  # no stability table with --splits
+    table = out.split("#### gapminder, 5-shot: what the pick cost, split by split")[1]
+    rows = [line.split(" | ") for line in table.splitlines() if re.match(r"\| [01] \|", line)]
+    assert [r[0] for r in rows] == ["| 0", "| 1"]
+    costs = [float(re.match(r"MSE ([+-][0-9.]+)", r[3]).group(1)) for r in rows]
+    for r, cost in zip(rows, costs):
+        assert cost >= 0  # the best in hindsight has the lowest mean MSE
+        if r[1] == r[2]:
+            assert r[3].startswith("MSE +0.000 [+0.000, +0.000]")
+    mean = float(re.search(r"over 2 splits, the pick minus the best in hindsight: MSE "
+                           r"([+-][0-9.]+)", table).group(1))
+    assert abs(mean - sum(costs) / 2) <= 0.0015  # each printed to 3 decimals
+
+
+@pytest.mark.slow
 def test_custom_modules_quick(tmp_path):
     proc = run_script(SCRIPT.parent / "custom_modules.py", "--quick", cwd=tmp_path)
     assert "## Normalisation and dropout in a custom module" in proc.stdout
