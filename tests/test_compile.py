@@ -257,6 +257,22 @@ def test_weight_decay_and_a_learning_rate_schedule_compile_whole(sine_tasks, mon
     assert_same_weights(compiled.module_, eager.module_)
 
 
+def test_the_whole_step_reads_the_optimizer_once_an_epoch(sine_tasks, monkeypatch):
+    # the settings and the state tensors, once per epoch (not at each of its 4 steps); the
+    # rate at every step, so a schedule stepped per batch still applies (the test above)
+    import sklmeta._core.compiled as compiled_module
+
+    calls = []
+    settings = compiled_module.adam_settings
+    monkeypatch.setattr(compiled_module, "adam_settings",
+                        lambda *a: calls.append(1) or settings(*a))
+    compiled = small(MAMLRegressor, max_epochs=3, **FAST).fit(sine_tasks)
+    assert compiled.n_meta_steps_ == 12 and compiled.net_.compiled_meta_loss_.step_failure is None
+    assert len(calls) == 3
+    eager = small(MAMLRegressor, max_epochs=3).fit(sine_tasks)
+    assert_same_weights(compiled.module_, eager.module_)
+
+
 @pytest.mark.parametrize("optimizer", [torch.optim.Adam, torch.optim.AdamW],
                          ids=lambda c: c.__name__)
 def test_the_step_in_the_graph_is_torchs_fused_step(optimizer):

@@ -118,8 +118,8 @@ def adam_settings(optimizer, named):
     hold exactly the trainable parameters of ``named`` (``[(name, parameter)]``),
     with no step hooks (they would not run).
     Returns ``(static, lrs)``: per group ``(beta1, beta2, eps, weight_decay,
-    decoupled, names)``, and the groups' learning rates (read at every step, so
-    a schedule's changes apply without recompiling).
+    decoupled, names)``, and the groups' learning rates (which the compiled step
+    takes as tensors, so a schedule's changes apply without recompiling).
     """
     from torch.optim import optimizer as torch_optimizer
 
@@ -246,7 +246,7 @@ class CompiledMetaLoss:
         self.seconds, self.failure, self.shapes = None, None, None
         self.whole_failure, self.step_failure = None, None
         self._compiled, self._named = None, None
-        self._stepper, self._static, self._lrs = None, None, None
+        self._stepper, self._static, self._lrs, self._epoch = None, None, None, None
 
     def __getstate__(self):
         # a compiled function does not pickle: keep the record; the net builds a new one
@@ -254,7 +254,7 @@ class CompiledMetaLoss:
                 "gradients": self.gradients, "whole_failure": self.whole_failure,
                 "step_failure": self.step_failure, "learner": None, "shapes": None,
                 "_compiled": None, "_named": None, "_stepper": None, "_static": None,
-                "_lrs": None}
+                "_lrs": None, "_epoch": None}
 
     def eager(self, xs, ys, xq, yq):
         return self.algorithm.meta_loss(self.learner, xs, ys, xq, yq, loss=self.loss)
@@ -332,14 +332,13 @@ class CompiledMetaLoss:
             return None
         if self._named is None:
             self._named = list(self.module.named_parameters())
-        settings = adam_settings(optimizer, self._named)
-        if settings is None or (self._stepper is not None and settings[0] != self._static):
+        args = self._step_args(optimizer, watch)
+        if args is None:
             return None
-        args = self._step_args(optimizer, watch, settings[1])
         if self._stepper is None:
             start = time.perf_counter()
             try:
-                self._stepper = torch.compile(_fresh_copy(_adam_step(settings[0])),
+                self._stepper = torch.compile(_fresh_copy(_adam_step(self._epoch[1])),
                                               **{"fullgraph": True, **self.options})
                 updated = [*args[0].values(), *(t for ts in args[2].values() for t in ts),
                            watch.found, watch.count]
@@ -349,7 +348,7 @@ class CompiledMetaLoss:
                 # the time it took counts: the two-part step compiles on top of it
                 self.seconds = (self.seconds or 0.0) + time.perf_counter() - start
                 return None
-            self._static, self.shapes = settings[0], shapes
+            self._static, self.shapes = self._epoch[1], shapes
             self.seconds = (self.seconds or 0.0) + seconds
         out = self._step(args, batch)
         optimizer._opt_called = True  # as its step would: a schedule's order check passes
@@ -359,8 +358,34 @@ class CompiledMetaLoss:
         with SWAP_LOCK:
             return self._stepper(self.module, *args, *batch)
 
-    def _step_args(self, optimizer, watch, lrs):
-        """``(trainable, frozen, state, lrs, found, count)`` of :meth:`step`."""
+    def _step_args(self, optimizer, watch):
+        """``(trainable, frozen, state, lrs, found, count)`` of :meth:`step`, or None.
+
+        None where :func:`adam_settings` refuses ``optimizer``, or its settings
+        are not those compiled for. Those settings and the tensors are read once
+        per training epoch (``watch`` is an epoch's): the parameters, moments
+        and step counts are updated in place, so they are the same tensors at
+        every step, and building them anew was Python work at every step. The
+        learning rates are read at every step (a schedule may step per batch).
+        """
+        epoch = self._epoch
+        if epoch is None or epoch[0] is not watch:
+            settings = adam_settings(optimizer, self._named)
+            if settings is None or (self._stepper is not None and settings[0] != self._static):
+                epoch = self._epoch = (watch, None, None)
+            else:
+                epoch = self._epoch = (watch, settings[0], self._tensors(optimizer))
+        if epoch[1] is None:
+            return None
+        lrs = [group["lr"] for group in optimizer.param_groups]
+        if not all(type(lr) is float for lr in lrs):
+            return None
+        if self._lrs is None or self._lrs[0] != lrs:  # 0-d tensors: a new rate, no recompile
+            self._lrs = (lrs, [torch.tensor(lr, device=watch.device) for lr in lrs])
+        return (*epoch[2], self._lrs[1], watch.found, watch.count)
+
+    def _tensors(self, optimizer):
+        """``(trainable, frozen, state)``: the detached parameters and Adam's state."""
         trainable, frozen, state = {}, {}, {}
         for k, p in self._named:
             if not p.requires_grad:
@@ -373,9 +398,7 @@ class CompiledMetaLoss:
                 s["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 s["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             state[k] = (s["exp_avg"], s["exp_avg_sq"], s["step"])
-        if self._lrs is None or self._lrs[0] != lrs:  # 0-d tensors: a new rate, no recompile
-            self._lrs = (lrs, [torch.tensor(lr, device=watch.device) for lr in lrs])
-        return trainable, frozen, state, self._lrs[1], watch.found, watch.count
+        return trainable, frozen, state
 
     def __call__(self, xs, ys, xq, yq):
         """``(objective, reported loss, outputs, gradients)`` of one meta-batch.
