@@ -172,6 +172,11 @@ def test_automl_splits_report_the_picks_cost_over_splits(tmp_path):
     mean = float(re.search(r"over 2 splits, the pick minus the best in hindsight: MSE "
                            r"([+-][0-9.]+)", table).group(1))
     assert abs(mean - sum(costs) / 2) <= 0.0015  # each printed to 3 decimals
+    fixed = re.search(r"over 2 splits, AutoMeta minus the best single candidate \((.+?), the "
+                      r"same for every split\), paired by split: MSE ([+-][0-9.]+)", table)
+    assert fixed is not None, table
+    # the best single candidate is never better than each split's best in hindsight
+    assert float(fixed.group(2)) <= mean + 0.0015
 
 
 @pytest.mark.slow
