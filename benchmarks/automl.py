@@ -283,9 +283,11 @@ def run(scenario, k, seed, b, quick):
 def regret_table(rows, name, k):
     """The pick against the best candidate in hindsight, split by split, and over splits.
 
-    ``rows`` are :func:`run`'s records, one a split (seed). The last line is the
-    mean over the splits of the pick minus the best in hindsight, with a Student-t
-    interval over the splits: the selection noise as a new split would meet it.
+    ``rows`` are :func:`run`'s records, one a split (seed). Then three means over
+    the splits, each with a Student-t interval over them: the pick minus the best
+    in hindsight (the selection noise as a new split would meet it), the pick's
+    unseen score minus its held-out estimate, and AutoMeta minus the best single
+    candidate as one fixed choice for every split, paired by split.
     """
     mse = rows[0]["mse"]
     sign = -1.0 if mse else 100.0  # MSE differences: the score's, flipped; accuracy: points
