@@ -158,7 +158,14 @@ def pct(m, lo, hi):  # an accuracy's interval, clipped to [0, 100]%
     return f"{100 * m:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
-def points(m, lo, hi):
+def difference(m, lo, hi, mse):
+    """A difference of scores with its interval: accuracy points, or an MSE difference.
+
+    The MSE difference is minus the score difference (scores are negated MSEs),
+    so its interval's ends swap; ``+ 0.0`` keeps a zero from printing as "-0.000".
+    """
+    if mse:
+        return f"MSE {-m + 0.0:+.3f} [{-hi + 0.0:+.3f}, {-lo + 0.0:+.3f}]"
     return f"{100 * m:+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}]"
 
 
@@ -188,10 +195,7 @@ def run(scenario, k, seed, b, quick):
         return f"{-m:.3f} [{max(-hi, 0.0):.3f}, {-lo:.3f}]" if mse else pct(m, lo, hi)
 
     def minus(a, b):  # AutoMeta minus another, paired over the unseen episodes
-        m, lo, hi = paired_ci(per[a], per[b])
-        if mse:  # the MSE difference is minus the score difference (+ 0.0: no "-0.000")
-            return f"MSE {-m + 0.0:+.3f} [{-hi + 0.0:+.3f}, {-lo + 0.0:+.3f}]"
-        return points(m, lo, hi)
+        return difference(*paired_ci(per[a], per[b]), mse)
 
     start = time.perf_counter()
     auto = fit_auto(data, k, seed, b)
@@ -254,8 +258,7 @@ def run(scenario, k, seed, b, quick):
                      f"tasks; the pick minus it: " + minus(auto.best_name_, top))
     if best_all != auto.best_name_:  # the selection noise: how the two differed when choosing
         d, dlo, dhi = board.loc[best_all, ["diff", "diff_ci_low", "diff_ci_high"]]
-        gap = (f"MSE {-d + 0.0:+.3f} [{-dhi + 0.0:+.3f}, {-dlo + 0.0:+.3f}]" if mse
-               else points(d, dlo, dhi))
+        gap = difference(d, dlo, dhi, mse)
         tied = "a tie" if dlo <= 0 <= dhi else "a clear gap"
         lines.append(f"the selection noise: on the held-out episodes {best_all} minus the pick "
                      f"was {gap}, {tied}")
@@ -290,12 +293,9 @@ def regret_table(rows, name, k):
     candidate as one fixed choice for every split, paired by split.
     """
     mse = rows[0]["mse"]
-    sign = -1.0 if mse else 100.0  # MSE differences: the score's, flipped; accuracy: points
 
     def fmt(m, lo, hi):
-        lo, hi = sorted((sign * lo, sign * hi))
-        return (f"MSE {sign * m + 0.0:+.3f} [{lo + 0.0:+.3f}, {hi + 0.0:+.3f}]" if mse
-                else f"{sign * m:+.1f} points [{lo:+.1f}, {hi:+.1f}]")
+        return difference(m, lo, hi, mse)
 
     def over(values):  # the mean over splits, with its interval when there are several
         values = np.asarray(values)
@@ -337,10 +337,9 @@ def stability(scenario, k, seeds, b, quick, first=None):
         board = auto.leaderboard_
         second = board.index[board.index != auto.best_name_][0]  # the best other mean
         m, lo, hi = board.loc[second, ["diff", "diff_ci_low", "diff_ci_high"]]
-        if auto.scoring == "neg_mean_squared_error":
-            score, gap = f"MSE {-auto.best_score_:.3f}", f"MSE {-m:+.3f} [{-hi:+.3f}, {-lo:+.3f}]"
-        else:
-            score, gap = f"{100 * auto.best_score_:.1f}%", points(m, lo, hi)
+        mse = auto.scoring == "neg_mean_squared_error"
+        score = f"MSE {-auto.best_score_:.3f}" if mse else f"{100 * auto.best_score_:.1f}%"
+        gap = difference(m, lo, hi, mse)
         print(f"| {s} | {auto.best_name_} | {score} | {second} | {gap} |")
     print()
 

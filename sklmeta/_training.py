@@ -318,12 +318,11 @@ class MetaNet(NeuralNet):
         a callback's ``on_grad_computed`` (gradient clipping), another training
         step, several optimizers, gradients combined across processes.
         """
-        watch = getattr(self, "_finite_watch", None)
-        if watch is None or not getattr(self, "_whole_step_ok", False):
+        if not getattr(self, "_whole_step_ok", False):  # set only with an epoch's watch
             return None
         self._set_training(True)
         out = self._compiled_meta_loss().step(*self._episode_batch(batch), self.optimizer_,
-                                              watch)
+                                              self._finite_watch)
         if out is None:
             return None
         _, loss, outputs = out

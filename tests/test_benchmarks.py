@@ -222,3 +222,16 @@ def test_real_data_one_gapminder_cell_with_a_parameter_set(tmp_path):
         run_script(REAL_DATA_SCRIPT, "--quick", "--parts", "gapminder", "--learners", "DKT",
                    "--targets", "fertility", "--shots", "5", "--no-baselines",
                    "--set", "embedding_dim=0", cwd=tmp_path)
+
+
+def test_automl_difference_reads_as_points_or_as_an_mse_difference(monkeypatch):
+    # one formatter for every difference automl.py prints: a score difference in points,
+    # or (scores being negated MSEs) minus it, with the interval's ends swapped
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    monkeypatch.delitem(sys.modules, "automl", raising=False)
+    automl = importlib.import_module("automl")
+
+    assert automl.difference(0.012, -0.005, 0.02, mse=False) == "+1.2 points [-0.5, +2.0]"
+    assert automl.difference(-0.05, -0.2, 0.1, mse=True) == "MSE +0.050 [-0.100, +0.200]"
+    # a zero never prints as "-0.000"
+    assert automl.difference(0.0, 0.0, 0.0, mse=True) == "MSE +0.000 [+0.000, +0.000]"
