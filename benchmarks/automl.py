@@ -15,6 +15,9 @@ comparison on several splits into meta-training and unseen data and prints
 what the pick cost against the best candidate in hindsight on each, with the
 mean over splits: the selection noise measured across splits, where the
 held-out episodes of one split all come from the same few classes or tasks.
+It also sets the selection rules side by side (``selection="best"``,
+``"one_se"``, ``"one_se_folds"``): each one's pick recomputed from the same
+held-out scores, and what it scores on the unseen tasks, split by split.
 
 - digits: meta-train on digits 0-5, test on 3-way episodes of digits 6-9
   (AutoMeta holds out 3 of the 6 training classes to choose on);
@@ -262,6 +265,10 @@ def run(scenario, k, seed, b, quick):
         tied = "a tie" if dlo <= 0 <= dhi else "a clear gap"
         lines.append(f"the selection noise: on the held-out episodes {best_all} minus the pick "
                      f"was {gap}, {tied}")
+    rules = rule_picks(auto)
+    lines.append("each selection rule's pick, from the same held-out scores: " + "; ".join(
+        f"{rule} {name} ({show(*mean_ci(per[name]))} on unseen tasks)"
+        for rule, name in rules.items()))
     m, lo, hi = mean_ci(per["AutoMeta"])
     pick = board.loc[auto.best_name_]
     hlo, hhi = pick["ci_low"], pick["ci_high"]
@@ -279,8 +286,28 @@ def run(scenario, k, seed, b, quick):
     regret = dict(seed=seed, pick=auto.best_name_, best=best_all, mse=mse,
                   unseen=paired_ci(per["AutoMeta"], per[best_all]), held=held,
                   estimate=auto.best_score_, score=per["AutoMeta"].mean(),
-                  means={n: float(v.mean()) for n, v in per.items()})
+                  means={n: float(v.mean()) for n, v in per.items()}, rules=rules,
+                  selection=auto.selection)
     return auto, regret
+
+
+RULES = ("best", "one_se", "one_se_folds")
+
+
+def rule_picks(auto):
+    """What each of :data:`RULES` would pick from a fitted AutoMeta's held-out scores.
+
+    The rule AutoMeta ran with gives its own pick; the others are recomputed
+    from ``scores_`` (each episode's score and fold), as ``fit`` would choose.
+    """
+    from sklmeta.automl import _pick
+
+    folds = auto.scores_.index.get_level_values("fold").to_numpy()
+    ok = [{"name": n, "scores": auto.scores_[n].to_numpy(), "folds": folds}
+          for n in auto.scores_.columns]  # the candidates' order, as fit has them
+    picks = {rule: _pick(ok, rule)["name"] for rule in RULES}
+    assert picks[auto.selection] == auto.best_name_, (picks, auto.best_name_)
+    return picks
 
 
 def regret_table(rows, name, k):
@@ -325,6 +352,22 @@ def regret_table(rows, name, k):
     print(f"- over {len(rows)} splits, AutoMeta minus the best single candidate ({fixed}, "
           f"the same for every split), paired by split: "
           f"{over([r['means']['AutoMeta'] - r['means'][fixed] for r in rows])}\n")
+    # the selection rules side by side: each one's pick on every split, from the same
+    # held-out scores, scored on the same unseen episodes
+    default = rows[0]["selection"]
+    print(f"#### {name}, {k}-shot: the selection rules over {len(rows)} splits\n")
+    print(f"| rule | pick by split | unseen, mean over splits | minus {default} (AutoMeta's "
+          f"rule), paired by split | minus {fixed} (fixed) | minus the best in hindsight |")
+    print("|---|---|---|---|---|---|")
+    for rule in RULES:
+        got = np.array([r["means"][r["rules"][rule]] for r in rows])
+        ran = np.array([r["means"][r["rules"][default]] for r in rows])
+        best = np.array([r["means"][r["best"]] for r in rows])
+        print(f"| {rule} | {', '.join(r['rules'][rule] for r in rows)} | "
+              f"{score(got.mean())} | {over(got - ran)} | "
+              f"{over(got - np.array([r['means'][fixed] for r in rows]))} | "
+              f"{over(got - best)} |")
+    print()
 
 
 def stability(scenario, k, seeds, b, quick, first=None):

@@ -78,6 +78,34 @@ def _evaluate(name, estimator, fit_args, fit_kwargs, blocks, scoring, deadline):
             "adapt_seconds": (time.perf_counter() - start) / len(scores)}
 
 
+def _paired_se(d, folds=None):
+    """The standard error of the mean of paired differences ``d``.
+
+    Without ``folds``, or with one fold: the episodes' own, as if independent.
+    With fold labels: never below that, and the cluster-robust one (CR1, the
+    folds as clusters) where it is larger: a fold's episodes share its held-out
+    tasks or classes, so they are not independent, and the folds' mean
+    differences show how much the difference moves with what is held out.
+    """
+    n = len(d)
+    se = d.std(ddof=1) / np.sqrt(n) if n > 1 else 0.0
+    if folds is None:
+        return se
+    labels, inverse, counts = np.unique(folds, return_inverse=True, return_counts=True)
+    g = len(labels)
+    if g < 2:
+        return se
+    fold_means = np.bincount(inverse, weights=d) / counts
+    clustered = np.sqrt(g / (g - 1) * np.sum((counts / n) ** 2 * (fold_means - d.mean()) ** 2))
+    return max(se, float(clustered))
+
+
+def _episode_index(folds):
+    """``scores_``'s index: each held-out episode's fold, and its number over all folds."""
+    return pd.MultiIndex.from_arrays([np.asarray(folds), np.arange(len(folds))],
+                                     names=["fold", "episode"])
+
+
 def _pick(ok, selection):
     """The winner among the scored candidates ``ok`` (in the candidates' order).
 
@@ -85,6 +113,8 @@ def _pick(ok, selection):
     whose mean is within one standard error of the paired difference to the
     highest mean (Breiman's one-standard-error rule, candidates listed cheapest
     first): what the held-out episodes cannot tell apart goes to the simpler.
+    "one_se_folds": the same rule with the standard error clustered by fold
+    (:func:`_paired_se`, from each result's ``folds``, the episodes' fold labels).
     """
     best = max(ok, key=lambda r: r["scores"].mean())  # ties: the earlier (cheaper) one
     if selection == "best":
@@ -92,7 +122,8 @@ def _pick(ok, selection):
 
     def within_one_se(r):
         d = r["scores"] - best["scores"]
-        return d.mean() >= -(d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else 0.0)
+        folds = r.get("folds") if selection == "one_se_folds" else None
+        return d.mean() >= -_paired_se(d, folds)
 
     return next(r for r in ok if within_one_se(r))  # the best itself always is
 
@@ -106,6 +137,7 @@ def _combine(name, parts):
     adapt = sum(r["adapt_seconds"] * len(sc) for r, sc in zip(parts, scores))
     n = sum(len(sc) for sc in scores)
     return {"name": name, "status": "ok", "scores": np.concatenate(scores),
+            "folds": np.concatenate([np.full(len(sc), i) for i, sc in enumerate(scores)]),
             "fit_seconds": float(np.mean([r["fit_seconds"] for r in parts])),
             "adapt_seconds": adapt / n}
 
@@ -225,6 +257,8 @@ def to_payload(auto, winner_payload, encode):
                               "leaderboard"),
         "scores": encode({str(c): auto.scores_[c].to_numpy().copy() for c in auto.scores_.columns},
                          "scores"),
+        "score_folds": encode(auto.scores_.index.get_level_values("fold").to_numpy().copy(),
+                              "score_folds"),
     }
 
 
@@ -237,7 +271,9 @@ def from_payload(payload, load_winner, decode):
     board = decode(payload["leaderboard"])
     leaderboard = pd.DataFrame(board["columns"], index=board["index"])
     scores = pd.DataFrame(decode(payload["scores"]))
-    scores.index.name = "episode"
+    # a file saved before fold labels were kept: one fold (what one_se_folds then assumes)
+    folds = decode(payload["score_folds"]) if "score_folds" in payload else np.zeros(len(scores))
+    scores.index = _episode_index(np.asarray(folds, dtype=int))
     for name, value in {**decode(payload["attributes"]), "best_estimator_": best,
                         "leaderboard_": leaderboard, "scores_": scores}.items():
         setattr(auto, name, value)
@@ -261,7 +297,7 @@ class _AutoMetaBase(SupportLearner):
         "n_jobs": [numbers.Integral, None],
         "confidence": [Interval(numbers.Real, 0, 1, closed="neither")],
         "cv": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
-        "selection": [StrOptions({"one_se", "best"})],
+        "selection": [StrOptions({"one_se", "one_se_folds", "best"})],
         "verbose": ["verbose"],
         "random_state": ["random_state"],
     }
@@ -445,8 +481,9 @@ class _AutoMetaBase(SupportLearner):
         if self.verbose:
             print(f"[AutoMeta] chose {winner}; refit on all the data in "
                   f"{time.perf_counter() - start:.1f} s", flush=True)
-        scores = pd.DataFrame({r["name"]: r["scores"] for r in results if r["status"] == "ok"})
-        scores.index.name = "episode"
+        ok = [r for r in results if r["status"] == "ok"]
+        scores = pd.DataFrame({r["name"]: r["scores"] for r in ok},
+                              index=_episode_index(ok[0]["folds"]))
         fitted.update(best_estimator_=best, best_name_=winner, candidates_=every,
                       best_score_=float(table.loc[winner, "mean"]), leaderboard_=table,
                       scores_=scores, validation_split_=split)
@@ -567,7 +604,7 @@ n_jobs : int, default=None
     spreads them over a cluster).
 confidence : float, default=0.95
     Level of the leaderboard's Student-t intervals.
-selection : {{"one_se", "best"}}, default="one_se"
+selection : {{"one_se", "one_se_folds", "best"}}, default="one_se"
     How the winner is chosen from the held-out scores. "best": the highest
     mean. "one_se": the one-standard-error rule (Breiman et al.'s, as CART
     and glmnet use it): the first candidate, in the order the candidates are
@@ -578,7 +615,11 @@ selection : {{"one_se", "best"}}, default="one_se"
     candidates in the order you would prefer them. With few held-out tasks
     the highest held-out mean is often luck: on the benchmark's binary
     collection (4 held-out datasets) it chose a meta-learner 7 points under
-    logistic regression on the unseen datasets.
+    logistic regression on the unseen datasets. "one_se_folds": the same
+    rule with a standard error that counts a fold's episodes as one cluster
+    (they share its held-out tasks or classes): the cluster-robust one over
+    the folds where it is larger than the episodes' own, which it never goes
+    below; with one fold it is "one_se".
 verbose : int, default=0
     Print each candidate's score and times as it finishes.
 random_state : int, RandomState instance or None, default=None
@@ -601,7 +642,9 @@ leaderboard_ : pandas.DataFrame
     episode, adapting and scoring), ``n_episodes``, ``status`` ("ok", or why
     it was skipped or failed).
 scores_ : pandas.DataFrame
-    Every held-out episode's score, a column per scored candidate.
+    Every held-out episode's score, a column per scored candidate; the index
+    has two levels, ``fold`` (the episode's fold, numbered as
+    ``validation_split_["folds"]``) and ``episode`` (its number over all folds).
 validation_split_ : dict
     What was held out: ``unit``, ``held_out``, ``n_kept`` (a fold's), and with
     several folds ``folds``, each fold's held-out tasks or classes. Task

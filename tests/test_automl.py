@@ -76,12 +76,17 @@ def test_every_candidate_is_scored_on_the_same_episodes(digits):
     assert auto.best_name_ == "KNeighborsClassifier"  # a tie goes to the first (cheaper) one
 
 
-def _within_one_se(scores, name, best):
+def _within_one_se(scores, name, best, clustered=False):
     d = (scores[name] - scores[best]).to_numpy()
-    return d.mean() >= -d.std(ddof=1) / np.sqrt(len(d))
+    se = d.std(ddof=1) / np.sqrt(len(d))
+    if clustered:  # the folds' mean differences, as clusters (CR1), never below se
+        by_fold = pd.Series(d, index=scores.index.get_level_values("fold")).groupby(level=0)
+        g, w = by_fold.ngroups, by_fold.size().to_numpy() / len(d)
+        se = max(se, np.sqrt(g / (g - 1) * np.sum(w ** 2 * (by_fold.mean() - d.mean()) ** 2)))
+    return d.mean() >= -se
 
 
-@pytest.mark.parametrize("selection", ["one_se", "best"])
+@pytest.mark.parametrize("selection", ["one_se", "one_se_folds", "best"])
 def test_selection_rule_picks_from_the_held_out_scores(digits, selection):
     # 1-NN is listed first and is clearly better than chance; logistic regression and
     # 1-NN are close on digits: the rule, recomputed from scores_, gives the pick
@@ -97,9 +102,11 @@ def test_selection_rule_picks_from_the_held_out_scores(digits, selection):
     if selection == "best":
         assert auto.best_name_ == top
     else:
-        first = next(n for n in names if _within_one_se(scores, n, top))
+        clustered = selection == "one_se_folds"
+        assert scores.index.get_level_values("fold").nunique() == 3  # 10 digits, 3 a fold
+        first = next(n for n in names if _within_one_se(scores, n, top, clustered))
         assert auto.best_name_ == first
-        assert not _within_one_se(scores, "chance", top)
+        assert not _within_one_se(scores, "chance", top, clustered)
     assert auto.best_score_ == board.loc[auto.best_name_, "mean"]
     assert board.loc[auto.best_name_, "diff"] == 0  # differences are to the pick
 
@@ -120,6 +127,34 @@ def test_one_se_prefers_the_earlier_of_candidates_the_episodes_cannot_tell_apart
     # a clear gap (many standard errors): both rules take the better one
     results[1]["scores"] = base + noise + 5 * se
     assert _pick(results, "one_se")["name"] == _pick(results, "best")["name"] == "costly"
+
+
+def test_one_se_folds_counts_a_folds_episodes_as_one_cluster():
+    from sklmeta.automl import _paired_se, _pick
+
+    rng = np.random.RandomState(0)
+    base = rng.uniform(0.4, 0.9, size=200)
+    noise = rng.normal(0, 0.05, size=200)
+    noise -= noise.mean()
+    folds = np.repeat([0, 1, 2, 3], 50)
+    se = noise.std(ddof=1) / np.sqrt(200)
+    # costly leads by 3 episode standard errors overall, but all of it from one fold of four
+    shift = np.where(folds == 0, 4 * 3 * se, 0.0)
+    d = noise + shift
+    assert _paired_se(d) == pytest.approx(d.std(ddof=1) / np.sqrt(200))
+    assert _paired_se(d, np.zeros(200)) == _paired_se(d)  # one fold: the episodes' own
+    fold_means = np.array([d[folds == f].mean() for f in range(4)])
+    cr1 = np.sqrt(4 / 3 * np.sum((50 / 200) ** 2 * (fold_means - d.mean()) ** 2))
+    assert _paired_se(d, folds) == pytest.approx(cr1) and cr1 > 1.5 * _paired_se(d)
+    results = [{"name": "cheap", "scores": base, "folds": folds},
+               {"name": "costly", "scores": base + d, "folds": folds}]
+    assert _pick(results, "one_se")["name"] == "costly"
+    assert _pick(results, "one_se_folds")["name"] == "cheap"
+    # the same lead spread evenly over the folds: the clustered error is no larger
+    # than the episodes' own, which it never goes below; both rules take costly
+    results[1]["scores"] = base + noise + 3 * se
+    assert _paired_se(noise + 3 * se, folds) == _paired_se(noise + 3 * se)
+    assert _pick(results, "one_se_folds")["name"] == "costly"
 
 
 def test_bad_selection_is_a_clear_error(digits):
@@ -171,6 +206,10 @@ def test_few_classes_are_held_out_in_disjoint_folds(digits):
     for held, seen in zip(folds, trained):
         assert not set(seen) & set(held) and len(seen) == split["n_kept"] == 7
     assert len(auto.scores_) == 30 and auto.leaderboard_["n_episodes"].tolist() == [30, 30]
+    # each episode carries its fold: 30 episodes shared out 10 a fold, in fold order
+    assert auto.scores_.index.names == ["fold", "episode"]
+    assert auto.scores_.index.get_level_values("fold").tolist() == [0] * 10 + [1] * 10 + [2] * 10
+    assert auto.scores_.index.get_level_values("episode").tolist() == list(range(30))
     # the first fold is the single hold-out's: its episodes are the same
     one = _auto({"spy": _Spy(LogisticRegression()),
                  "chance": DummyClassifier(strategy="uniform", random_state=0)},
@@ -420,10 +459,26 @@ def test_save_and_load_an_automl_whose_winner_is_a_classical_learner(tmp_path, d
     inner = loaded.best_estimator_.estimator
     assert type(inner[-1]) is KNeighborsClassifier and inner[-1].n_neighbors == 1
     pd.testing.assert_frame_equal(loaded.leaderboard_, auto.leaderboard_)
+    pd.testing.assert_frame_equal(loaded.scores_, auto.scores_)  # 3 folds' labels kept
+    assert auto.scores_.index.get_level_values("fold").nunique() == 3
     s, q = next(SPLITTER.split(X, y))
     np.testing.assert_array_equal(loaded.adapt(X[s], y[s]).predict(X[q]),
                                   auto.adapt(X[s], y[s]).predict(X[q]))
     assert loaded.score(X, y) == auto.score(X, y)
+
+
+def test_a_file_saved_without_fold_labels_loads_as_one_fold(digits):
+    # files written before scores_ kept each episode's fold
+    from sklmeta import automl, persistence
+    from sklmeta._encoding import decode, encode
+
+    X, y = digits
+    auto = _auto([KNeighborsClassifier(1)]).fit(X, y)
+    payload = automl.to_payload(auto, persistence._winner_payload, encode)
+    del payload["score_folds"]
+    loaded = automl.from_payload(payload, lambda p: auto.best_estimator_, decode)
+    assert loaded.scores_.index.get_level_values("fold").tolist() == [0] * 30
+    np.testing.assert_array_equal(loaded.scores_.to_numpy(), auto.scores_.to_numpy())
 
 
 def test_save_and_load_a_pooled_regressor_with_its_fitted_models(tmp_path):
