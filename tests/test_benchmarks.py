@@ -177,6 +177,16 @@ def test_automl_splits_report_the_picks_cost_over_splits(tmp_path):
     assert fixed is not None, table
     # the best single candidate is never better than each split's best in hindsight
     assert float(fixed.group(2)) <= mean + 0.0015
+    # the selection rules side by side; AutoMeta's own rule (one_se) gives its picks
+    rules = out.split("#### gapminder, 5-shot: the selection rules over 2 splits")[1]
+    rules = {cells[0]: cells[1:] for cells in (
+        [c.strip() for c in line.strip("|").split("|")] for line in rules.splitlines()
+        if line.startswith("| ") and not line.startswith("| rule"))}
+    assert list(rules) == ["best", "one_se", "one_se_folds"]
+    assert rules["one_se"][0] == f"{rows[0][1]}, {rows[1][1]}"  # the table's picks
+    assert rules["one_se"][2].startswith("MSE +0.000 [+0.000, +0.000]")
+    for rule, cells in rules.items():  # no pick beats each split's best in hindsight
+        assert float(re.match(r"MSE ([+-][0-9.]+)", cells[4]).group(1)) >= 0, rule
 
 
 @pytest.mark.slow
