@@ -254,18 +254,18 @@ def run(scenario, k, seed, b, quick):
                  + minus("AutoMeta", closest))
     lines.append(f"AutoMeta minus the best single candidate in hindsight ({best_all}): "
                  + minus("AutoMeta", best_all))
-    top = board.loc[board["status"] == "ok", "mean"].idxmax()
-    if top != auto.best_name_:  # what the other rule, the highest held-out mean, would do
-        lines.append(f"selection={'best' if auto.selection == 'one_se' else 'one_se'}: the "
-                     f"highest held-out mean, {top}, {show(*mean_ci(per[top]))} on unseen "
-                     f"tasks; the pick minus it: " + minus(auto.best_name_, top))
+    rules = rule_picks(auto)
+    top = rules["best"]
+    if top != auto.best_name_:  # what the highest held-out mean would have picked
+        lines.append(f"selection=best: the highest held-out mean, {top}, "
+                     f"{show(*mean_ci(per[top]))} on unseen tasks; the pick minus it: "
+                     + minus(auto.best_name_, top))
     if best_all != auto.best_name_:  # the selection noise: how the two differed when choosing
         d, dlo, dhi = board.loc[best_all, ["diff", "diff_ci_low", "diff_ci_high"]]
         gap = difference(d, dlo, dhi, mse)
         tied = "a tie" if dlo <= 0 <= dhi else "a clear gap"
         lines.append(f"the selection noise: on the held-out episodes {best_all} minus the pick "
                      f"was {gap}, {tied}")
-    rules = rule_picks(auto)
     lines.append("each selection rule's pick, from the same held-out scores: " + "; ".join(
         f"{rule} {name} ({show(*mean_ci(per[name]))} on unseen tasks)"
         for rule, name in rules.items()))
@@ -359,13 +359,13 @@ def regret_table(rows, name, k):
     print(f"| rule | pick by split | unseen, mean over splits | minus {default} (AutoMeta's "
           f"rule), paired by split | minus {fixed} (fixed) | minus the best in hindsight |")
     print("|---|---|---|---|---|---|")
+    ran = np.array([r["means"][r["rules"][default]] for r in rows])  # the default's picks
+    one = np.array([r["means"][fixed] for r in rows])
+    best = np.array([r["means"][r["best"]] for r in rows])
     for rule in RULES:
         got = np.array([r["means"][r["rules"][rule]] for r in rows])
-        ran = np.array([r["means"][r["rules"][default]] for r in rows])
-        best = np.array([r["means"][r["best"]] for r in rows])
         print(f"| {rule} | {', '.join(r['rules'][rule] for r in rows)} | "
-              f"{score(got.mean())} | {over(got - ran)} | "
-              f"{over(got - np.array([r['means'][fixed] for r in rows]))} | "
+              f"{score(got.mean())} | {over(got - ran)} | {over(got - one)} | "
               f"{over(got - best)} |")
     print()
 
