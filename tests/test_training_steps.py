@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import NaNGradient, small_classifier, small_regressor
+from skorch import NeuralNet
 
 from sklmeta import ProtoNetClassifier, TaskSplitter
 from sklmeta._core import EpisodeLoss
@@ -229,6 +230,51 @@ def test_a_callback_at_batch_end_sees_each_loss_as_a_float(sine_tasks):
     assert len(seen) == 8 and all(type(v) is float for v in seen)
     assert seen == [v for e in plain.history_[:, "batches", :, "train_loss"] for v in e]
     assert watched.history_[:, "train_loss"] == plain.history_[:, "train_loss"]
+
+
+def test_the_epoch_calls_the_batch_hooks_skorchs_notify_would(sine_tasks, monkeypatch):
+    # the epoch that reads its losses at its end calls the net's and the callbacks'
+    # batch hooks itself, the empty ones left out: the same calls, arguments and order
+    # as skorch's notify (tried with a subclass whose notify is its own), once a step
+    from skorch.callbacks import Callback
+
+    class Begin(Callback):
+        def on_batch_begin(self, net, batch=None, training=None, **kwargs):
+            calls.append((self.name, training, len(batch[1]), sorted(kwargs),
+                          len(net.history[-1]["batches"])))
+
+    class Notifying(MetaNet):
+        def notify(self, method_name, **cb_kwargs):
+            notified.append(method_name)
+            super().notify(method_name, **cb_kwargs)
+
+    def fit():
+        callbacks = [("first", Begin()), ("second", Begin())]
+        for (name, cb) in callbacks:
+            cb.name = name
+        return small_regressor(max_epochs=2, early_stopping=False,
+                               callbacks=callbacks).fit(sine_tasks)
+
+    calls, notified = [], []
+    lean = fit()
+    lean_calls, calls = calls, []
+    monkeypatch.setattr("sklmeta._training.MetaNet._batch_hooks",
+                        lambda self, name: [lambda net, **kw: NeuralNet.notify(net, name, **kw)])
+    notifying = fit()
+    assert lean_calls == calls  # as notify calls them, in the callbacks' order
+    assert [c[0] for c in calls[:2]] == ["first", "second"] and len(calls) == 2 * 8
+    assert all(c[1] is True and c[2] == 4 and c[3] == [] for c in calls)
+    assert [c[4] for c in calls[:4]] == [1, 1, 2, 2]  # after the net's own: a new batch row
+    assert lean.history_[:, "train_loss"] == notifying.history_[:, "train_loss"]
+    monkeypatch.undo()
+
+    net = Notifying(module=torch.nn.Linear(1, 1), criterion=torch.nn.MSELoss)
+    net.initialize()
+    net.history.new_epoch()
+    hooks = net._batch_hooks("on_batch_begin")
+    assert len(hooks) == 1
+    hooks[0](net, batch=None, training=True)
+    assert notified == ["on_batch_begin"]
 
 
 def test_the_mode_is_set_on_every_module_only_where_one_differs(sine_tasks, monkeypatch):
