@@ -42,6 +42,18 @@ def test_a_narrow_output_product_is_computed_turned_round_to_the_same_values():
     assert _turn_round(gm.graph) == 0  # nothing narrow left
 
 
+def test_a_product_with_more_columns_than_narrow_is_left():
+    # 33 columns, 40 rows: narrower than tall, but past NARROW, where turning round
+    # stops paying (benchmarks/graph_pass.py)
+    from sklmeta._core.graph_pass import NARROW
+
+    a, b = torch.randn(2, 40, 5), torch.randn(2, 5, NARROW + 1)
+    gm = make_fx(torch.bmm, tracing_mode="fake")(a, b)
+    assert _turn_round(gm.graph) == 0
+    gm = make_fx(torch.bmm, tracing_mode="fake")(a, b[..., :NARROW])
+    assert _turn_round(gm.graph) == 1
+
+
 def _two_sums(x):
     # over the tasks of x's transpose (laid out across its rows: taken in memory order)
     # and of x itself (contiguous: left); over another dim (left)
@@ -112,3 +124,15 @@ def test_inductor_turns_the_products_round_to_the_eager_meta_gradient():
                                list(learner.parameters()))
     for (_, g_got), g_want in zip(got, want):
         torch.testing.assert_close(g_got, g_want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_graph_pass_benchmark_runs(tmp_path):
+    from test_benchmarks import SCRIPT, run_script
+
+    proc = run_script(SCRIPT.parent / "graph_pass.py", "--steps", "1", "--rounds", "1",
+                      cwd=tmp_path)
+    products = [line for line in proc.stdout.splitlines() if line.startswith("| [25, ")]
+    assert len(products) == 24, proc.stdout
+    row = [line for line in proc.stdout.splitlines() if line.startswith("| 1 |")]
+    assert len(row) == 1 and int(row[0].split("|")[5]) > 0, proc.stdout  # nodes rewritten

@@ -12,10 +12,14 @@ project has measured):
   its transpose. With torch 2.13.0's MKL (measured on an AMD EPYC) a product whose
   output has few columns runs 3-5x slower than the same product turned round:
   ``[25, 40, 40] @ [25, 40, 10]`` took 27-76 microseconds (by the inputs' layouts),
-  ``[25, 10, 40] @ [25, 40, 40]`` 13-15. So every ``bmm`` whose output has fewer
-  columns than rows is computed as ``bmm(B^T, A^T)``, and its consumers read the
-  transpose of that (a view, no copy). torch.func's graph of the MAML paper's
-  meta-step has 4 such products at 1 inner step and 24 at 5.
+  ``[25, 10, 40] @ [25, 40, 40]`` 13-15; with 512-wide layers, 2.5-29 ms against
+  2.3-2.5. So every ``bmm`` whose output has fewer columns than rows, and at most
+  :data:`NARROW` (32) columns, is computed as ``bmm(B^T, A^T)``, and its consumers
+  read the transpose of that (a view, no copy). Not wider ones: from 40 columns
+  on the two orientations took about the same time, but for one layout of
+  ``[25, 100, 100] @ [25, 100, 40]`` turned round, 1.5x longer
+  (``benchmarks/graph_pass.py``). torch.func's graph of the MAML paper's meta-step
+  has 4 such products at 1 inner step and 24 at 5.
 - **Sums over tasks in memory order** (:func:`_sum_in_memory_order`). The sum over
   the tasks of a ``[tasks, r, c]`` tensor laid out transposed (a per-task weight's
   gradient, ``nn.Linear`` keeping weights as ``[out, in]``) is computed on its
@@ -24,8 +28,9 @@ project has measured):
   ``[25, 40, 40]``, the second's a few).
 
 On the MAML paper's sinusoids the two took compiled torch.func's meta-gradient from
-342 to 256 microseconds at 1 inner step and from 1.34 to 0.98 ms at 5
-(``benchmarks/RESULTS.md``, "the compiled graph in memory order").
+342 to 257 microseconds at 1 inner step and from 1.35 to 0.97 ms at 5
+(``benchmarks/graph_pass.py``; ``benchmarks/RESULTS.md``, "the compiled graph in
+memory order").
 
 :func:`layout_pass` is the pass, given to inductor as ``post_grad_custom_post_pass``
 by :func:`inductor_options`.
@@ -39,6 +44,7 @@ __all__ = ["inductor_options", "layout_pass"]
 
 
 _T = [0, 2, 1]  # a 3-D tensor's transpose: a view
+NARROW = 32  # the most columns of a product's output turned round (see the module docstring)
 
 
 def _call_transposed(graph, node, target, inputs, *rest):
@@ -66,13 +72,13 @@ def _cpu_values(*nodes):
 
 
 def _turn_round(graph):
-    """``graph``'s narrow-output CPU ``bmm`` computed turned round; returns how many."""
+    """``graph``'s CPU ``bmm`` with a narrow output computed turned round; returns how many."""
     turned = 0
     for node in list(graph.nodes):
         if node.op != "call_function" or node.target is not torch.ops.aten.bmm.default:
             continue
         vals = _cpu_values(node, *node.args)
-        if vals is None or vals[0].shape[2] >= vals[0].shape[1]:
+        if vals is None or not vals[0].shape[2] < min(vals[0].shape[1], NARROW + 1):
             continue
         a, b = node.args
         _call_transposed(graph, node, node.target, (b, a))  # (A B)^T = B^T A^T
