@@ -15,11 +15,12 @@ project has measured):
   ``[25, 10, 40] @ [25, 40, 40]`` 13-15; with 512-wide layers, 2.5-29 ms against
   2.3-2.5. So every ``bmm`` whose output has fewer columns than rows, and at most
   :data:`NARROW` (32) columns, is computed as ``bmm(B^T, A^T)``, and its consumers
-  read the transpose of that (a view, no copy). Not wider ones: from 40 columns
-  on the two orientations took about the same time, but for one layout of
-  ``[25, 100, 100] @ [25, 100, 40]`` turned round, 1.5x longer
-  (``benchmarks/graph_pass.py``). torch.func's graph of the MAML paper's meta-step
-  has 4 such products at 1 inner step and 24 at 5.
+  read the transpose of that (a view, no copy). Not wider ones: with 40 columns
+  (``[25, 100, 100] @ [25, 100, 40]``) the two orientations took the same time to
+  2%, so nothing is to be gained there, and one early timing (not repeated) had
+  one layout of it 1.5x slower turned round (``benchmarks/graph_pass.py``).
+  torch.func's graph of the MAML paper's meta-step has 4 such products at 1 inner
+  step and 24 at 5.
 - **Sums over tasks in memory order** (:func:`_sum_in_memory_order`). The sum over
   the tasks of a ``[tasks, r, c]`` tensor laid out transposed (a per-task weight's
   gradient, ``nn.Linear`` keeping weights as ``[out, in]``) is computed on its
