@@ -29,8 +29,8 @@ compiled: the skorch module itself, meta-validation, ``adapt`` and ``score``.
 Where inductor compiles (the default backend), the graph goes through
 :mod:`sklmeta._core.graph_pass` too: batched products with a narrow output computed
 turned round and sums over tasks taken in memory order, which MKL and inductor's
-CPU kernels run several times faster (1.33x and 1.37x the compiled meta-gradient of
-the MAML paper's sinusoids at 1 and 5 inner steps, ``benchmarks/RESULTS.md``).
+CPU kernels run several times faster (1.33x and 1.39x the compiled meta-gradient of
+the MAML paper's sinusoids at 1 and 5 inner steps, ``benchmarks/graph_pass.py``).
 
 Shapes are static (``dynamic=False``): a fit's meta-batches all have the same
 shape (``meta_batch_size`` tasks, ``k_shot`` and ``n_query`` rows per class or

@@ -79,7 +79,10 @@ def _turn_round(graph):
         if node.op != "call_function" or node.target is not torch.ops.aten.bmm.default:
             continue
         vals = _cpu_values(node, *node.args)
-        if vals is None or not vals[0].shape[2] < min(vals[0].shape[1], NARROW + 1):
+        if vals is None:
+            continue
+        rows, columns = vals[0].shape[1:]
+        if columns >= rows or columns > NARROW:
             continue
         a, b = node.args
         _call_transposed(graph, node, node.target, (b, a))  # (A B)^T = B^T A^T
