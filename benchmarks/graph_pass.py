@@ -9,7 +9,8 @@ Two tables, in one process:
    call, the best of 5 rounds.
 2. ``meta_step_speed.py``'s (e), torch.compile of torch.func's meta-gradient on the
    MAML paper's sinusoids (1-40-40-1 ReLU MLP, second order), compiled with inductor
-   as torch.compile does by default and with sklmeta's pass
+   as torch.compile does by default, with sklmeta's pass, and with the pass and
+   inductor's C++ wrapper as ``compile=True`` compiles on CPU
    (:func:`sklmeta._core.graph_pass.inductor_options`), at 1 and 5 inner steps:
    microseconds a call, the median of ``--rounds`` interleaved rounds, and the
    largest difference between the two gradients.
@@ -81,7 +82,8 @@ def _fresh(fn):
 
 
 def meta_gradients(steps, rounds, n=300):
-    """``(inductor us, with the pass us, max gradient difference, nodes rewritten)``."""
+    """``(inductor us, with the pass us, with the pass and the C++ wrapper us, max gradient
+    difference, nodes rewritten)``."""
     model = new_model("cpu")
     params = {k: p.detach() for k, p in model.named_parameters()}
     data = batches(20, "cpu")
@@ -89,19 +91,20 @@ def meta_gradients(steps, rounds, n=300):
     before = layout_pass().turned
     plain = torch.compile(_fresh(fn), **{"options": {"post_grad_custom_post_pass": None}})
     passed = torch.compile(_fresh(fn), **inductor_options({}))
+    wrapped = torch.compile(_fresh(fn), **inductor_options({}, cpu=True))
     with torch._inductor.config.patch(fx_graph_cache=False), \
             torch._functorch.config.patch(enable_autograd_cache=False):  # the pass runs
-        a, b = plain(params, *data[0]), passed(params, *data[0])
-    diff = max(float((a[k] - b[k]).abs().max()) for k in a)
-    times = {plain: [], passed: []}
+        a, b, c = (f(params, *data[0]) for f in (plain, passed, wrapped))
+    diff = max(float((a[k] - g[k]).abs().max()) for g in (b, c) for k in a)
+    times = {plain: [], passed: [], wrapped: []}
     for _ in range(rounds):
         for f in times:
             start = time.perf_counter()
             for i in range(n):
                 f(params, *data[i % len(data)])
             times[f].append((time.perf_counter() - start) / n * 1e6)
-    return (float(np.median(times[plain])), float(np.median(times[passed])), diff,
-            layout_pass().turned - before)
+    return (*(float(np.median(ts)) for ts in times.values()), diff,
+            (layout_pass().turned - before) // 2)  # each graph rewritten: with and without
 
 
 def main(argv=None):
@@ -121,13 +124,13 @@ def main(argv=None):
         print(f"| {shape} | {layouts} | {given:.1f} | {turned:.1f} |")
     print(f"\nCompiled torch.func meta-gradient (meta-batch {T}, K={K}+{K}, 1-40-40-1 ReLU, "
           f"second order), microseconds a call, median of {args.rounds} interleaved rounds:\n")
-    print("| inner steps | inductor | inductor with the pass | speed-up | nodes rewritten "
-          "| max gradient difference |")
-    print("|---|---|---|---|---|---|")
+    print("| inner steps | inductor | inductor with the pass | speed-up | and the C++ wrapper "
+          "(compile=True's) | speed-up | nodes rewritten | max gradient difference |")
+    print("|---|---|---|---|---|---|---|---|")
     for steps in args.steps:
-        plain, passed, diff, turned = meta_gradients(steps, args.rounds)
-        print(f"| {steps} | {plain:.0f} | {passed:.0f} | {plain / passed:.2f}x | {turned} "
-              f"| {diff:.1e} |")
+        plain, passed, wrapped, diff, turned = meta_gradients(steps, args.rounds)
+        print(f"| {steps} | {plain:.0f} | {passed:.0f} | {plain / passed:.2f}x | {wrapped:.0f} "
+              f"| {plain / wrapped:.2f}x | {turned} | {diff:.1e} |")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """The inductor graph pass of ``compile=True``: batched products and sums in memory order."""
 
+import copy
+
 import pytest
 import torch
 from torch.fx.experimental.proxy_tensor import make_fx
@@ -95,6 +97,43 @@ def test_the_pass_is_added_for_inductor_only_and_never_over_the_callers_own():
         assert inductor_options(options) == options
 
 
+def test_a_cpu_graph_gets_inductors_cpp_wrapper_unless_the_caller_says_otherwise():
+    the_pass = layout_pass()
+    assert inductor_options({}, cpu=True) == {
+        "options": {"post_grad_custom_post_pass": the_pass, "cpp_wrapper": True}}
+    assert "cpp_wrapper" not in inductor_options({})["options"]  # not for a GPU graph
+    off = {"options": {"cpp_wrapper": False}}
+    assert inductor_options(off, cpu=True)["options"]["cpp_wrapper"] is False
+    for options in ({"backend": "aot_eager"}, {"mode": "reduce-overhead"}):
+        assert inductor_options(options, cpu=True) == options
+
+
+def test_the_whole_cpu_meta_gradient_compiles_with_the_cpp_wrapper_and_a_forward_without(
+        monkeypatch):
+    # the wrapper only where the whole meta-gradient compiles: a forward-only graph (a graph
+    # break, a closed-form learner's linear algebra) has ops with no C shim in the wrapper
+    from sklmeta._core import EpisodeLoss, algorithms
+    from sklmeta._core import compiled as compiled_module
+
+    seen = []
+
+    def record(fn, **options):
+        seen.append(((options.get("options") or {}).get("cpp_wrapper"), fn.__name__))
+        return fn
+
+    monkeypatch.setattr(compiled_module.torch, "compile", record)
+    net = torch.nn.Sequential(torch.nn.Linear(1, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    algorithm = algorithms.maml(inner_lr=0.05, inner_steps=1, adapt_steps=1)
+    learner, loss = algorithm.learner(net, 1), EpisodeLoss("regression")
+    x = torch.randn(2, 6, 1)
+    batch = (x[:, :3], x[:, :3, 0], x[:, 3:], x[:, 3:, 0])
+    compiled_module.CompiledMetaLoss(algorithm, learner, loss)(*batch)
+    compiled_module.CompiledMetaLoss(algorithm, learner, loss, gradients=False)(*batch)
+    assert seen == [(True, "_pure_gradients"), (None, "_pure")]
+    elsewhere = algorithm.learner(copy.deepcopy(net).to("meta"), 1)  # not a CPU graph
+    assert not compiled_module.CompiledMetaLoss(algorithm, elsewhere, loss)._cpu()
+
+
 @pytest.mark.slow
 def test_inductor_turns_the_products_round_to_the_eager_meta_gradient():
     # a 2-hidden-layer net, 5 support rows: the meta-gradient's per-task products of 16-wide
@@ -135,4 +174,4 @@ def test_the_graph_pass_benchmark_runs(tmp_path):
     products = [line for line in proc.stdout.splitlines() if line.startswith("| [25, ")]
     assert len(products) == 24, proc.stdout
     row = [line for line in proc.stdout.splitlines() if line.startswith("| 1 |")]
-    assert len(row) == 1 and int(row[0].split("|")[5]) > 0, proc.stdout  # nodes rewritten
+    assert len(row) == 1 and int(row[0].split("|")[7]) > 0, proc.stdout  # nodes rewritten

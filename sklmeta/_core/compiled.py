@@ -349,7 +349,7 @@ class CompiledMetaLoss:
             try:
                 self._stepper = torch.compile(
                     _fresh_copy(_adam_step(self._epoch[1])),
-                    **inductor_options({"fullgraph": True, **self.options}))
+                    **inductor_options({"fullgraph": True, **self.options}, self._cpu()))
                 updated = [*args[0].values(), *(t for ts in args[2].values() for t in ts),
                            watch.found, watch.count]
                 seconds = self._compile_seconds(lambda: self._step(args, batch), updated)
@@ -363,6 +363,11 @@ class CompiledMetaLoss:
         out = self._step(args, batch)
         optimizer._opt_called = True  # as its step would: a schedule's order check passes
         return out
+
+    def _cpu(self):
+        """Whether the meta-parameters are all on the CPU (inductor's C++ wrapper, then)."""
+        return all(t.device.type == "cpu"
+                   for t in (*self.module.parameters(), *self.module.buffers()))
 
     def _step(self, args, batch):
         with SWAP_LOCK:
@@ -452,7 +457,8 @@ class CompiledMetaLoss:
         options = dict(self.options)
         if fullgraph is not None:
             options.setdefault("fullgraph", fullgraph)
-        self._compiled = torch.compile(_fresh_copy(pure), **inductor_options(options))
+        wrapper = pure is _pure_gradients and self._cpu()  # the whole meta-gradient on CPU
+        self._compiled = torch.compile(_fresh_copy(pure), **inductor_options(options, wrapper))
         self.seconds = (self.seconds or 0.0) + self._first_call(batch)
         self.shapes = shapes
         return self._call(batch)

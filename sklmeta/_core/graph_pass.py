@@ -127,16 +127,22 @@ def layout_pass():
     return LayoutPass()
 
 
-def inductor_options(options):
+def inductor_options(options, cpu=False):
     """``torch.compile``'s keywords ``options``, with :func:`layout_pass` added for inductor.
 
     Added where inductor compiles (no ``backend``, or ``"inductor"``) and the
     keywords do not set ``mode`` (torch.compile takes ``mode`` or ``options``,
     not both), nor a ``post_grad_custom_post_pass`` of their own; ``options`` is
-    not changed.
+    not changed. With ``cpu`` (a graph on CPU tensors only), inductor's C++
+    wrapper too (``cpp_wrapper=True``, unless the keywords set it): the graph's
+    kernels, its ``bmm`` calls and its buffers called from one compiled C++
+    function instead of inductor's generated Python (see
+    :mod:`sklmeta._core.compiled`).
     """
     if options.get("backend", "inductor") != "inductor" or options.get("mode") is not None:
         return options
     inner = dict(options.get("options") or {})
     inner.setdefault("post_grad_custom_post_pass", layout_pass())
+    if cpu:
+        inner.setdefault("cpp_wrapper", True)
     return {**options, "options": inner}
