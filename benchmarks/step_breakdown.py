@@ -9,6 +9,9 @@ meta-step, the median over the rounds):
 - ``fit()``'s training epoch: skorch's loop over sklmeta's episodes, as ``fit``
   runs it (``run_single_epoch``): sampling, the compiled meta-gradient, the
   finiteness fold, the optimizer, skorch's callbacks and history;
+- the same epoch of a second fit compiled with inductor's generated Python
+  wrapper (``compile__options={"cpp_wrapper": False}``) instead of the C++ one
+  ``compile=True`` takes on CPU;
 - the same meta-steps without skorch: a plain loop over the episodes, the
   compiled meta-gradient and the optimizer step;
 - that loop over episodes drawn beforehand (no sampling);
@@ -53,26 +56,37 @@ def _per_step(fn, n):
     return (time.perf_counter() - start) / n * 1e3
 
 
-def breakdown(steps, rounds):
-    """``{row: [ms per meta-step, one a round]}`` at ``steps`` inner steps."""
+def _fitted(steps, **params):
+    """A compiled ``MAMLRegressor``'s net, fitted two epochs, and its training dataset."""
     tasks = make_sinusoid_tasks(n_tasks=200, n_samples=2 * K, random_state=0)
     meta = MAMLRegressor(
         task_splitter=TaskSplitter(k_shot=K, n_query=K, n_tasks=T * 100, random_state=0),
         hidden_layer_sizes=(40, 40), inner_lr=LR, inner_steps=steps, meta_batch_size=T,
-        max_epochs=2, early_stopping=False, random_state=0, compile=True, callbacks=[_Dataset()])
+        max_epochs=2, early_stopping=False, random_state=0, compile=True, callbacks=[_Dataset()],
+        **params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         meta.fit(tasks)
     net = meta.net_
-    dataset = next(cb for _, cb in net.callbacks_ if isinstance(cb, _Dataset)).dataset
-    compiled, optimizer = net.compiled_meta_loss_, net.optimizer_
-    drawn = list(dataset.batches(T))
-    n = len(drawn)
+    return net, next(cb for _, cb in net.callbacks_ if isinstance(cb, _Dataset)).dataset
 
-    def skorch_epoch():
+
+def _epoch(net, dataset):
+    def run():
         net.history.new_epoch()
         net.run_single_epoch(net.get_iterator(dataset, training=True), training=True,
                              prefix="train", step_fn=net.train_step)
+    return run
+
+
+def breakdown(steps, rounds):
+    """``{row: [ms per meta-step, one a round]}`` at ``steps`` inner steps."""
+    net, dataset = _fitted(steps)
+    compiled, optimizer = net.compiled_meta_loss_, net.optimizer_
+    drawn = list(dataset.batches(T))
+    n = len(drawn)
+    skorch_epoch = _epoch(net, dataset)
+    python_wrapper = _epoch(*_fitted(steps, compile__options={"cpp_wrapper": False}))
 
     def loop(source):
         def run():
@@ -120,6 +134,8 @@ def breakdown(steps, rounds):
     rows = {
         "fit()'s training epoch (skorch loop, sampling, compiled meta-gradient, Adam)":
             skorch_epoch,
+        "the same, inductor's Python wrapper (compile__options={'cpp_wrapper': False})":
+            python_wrapper,
         "the same meta-steps without skorch (sampling, meta-gradient, Adam)":
             loop(lambda: dataset.batches(T)),
         "without skorch, episodes drawn beforehand (meta-gradient, Adam)": loop(lambda: drawn),

@@ -175,3 +175,28 @@ def test_the_graph_pass_benchmark_runs(tmp_path):
     assert len(products) == 24, proc.stdout
     row = [line for line in proc.stdout.splitlines() if line.startswith("| 1 |")]
     assert len(row) == 1 and int(row[0].split("|")[7]) > 0, proc.stdout  # nodes rewritten
+
+
+@pytest.mark.slow
+def test_the_step_breakdown_benchmark_runs(tmp_path):
+    from test_benchmarks import SCRIPT, run_script
+
+    proc = run_script(SCRIPT.parent / "step_breakdown.py", "--steps", "1", "--rounds", "1",
+                      cwd=tmp_path, timeout=600)
+    rows = [line for line in proc.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| |")]
+    assert len(rows) == 9, proc.stdout  # the Python wrapper's epoch among them
+    assert any("cpp_wrapper': False" in row for row in rows), proc.stdout
+    assert all(float(row.split("|")[2].split()[0]) > 0 for row in rows), proc.stdout
+
+
+@pytest.mark.slow
+def test_the_compile_options_benchmark_runs(tmp_path):
+    from test_benchmarks import SCRIPT, run_script
+
+    proc = run_script(SCRIPT.parent / "compile_options.py", "--steps", "1", "--rounds", "1",
+                      "--no-cold-compile", cwd=tmp_path, timeout=600)
+    rows = [line.split("|") for line in proc.stdout.splitlines() if line.startswith("| 1 |")]
+    assert [row[2].strip() for row in rows] == ["`{}`", '`{"cpp_wrapper": false}`'], proc.stdout
+    assert rows[0][4].strip().startswith("1.00x"), proc.stdout  # the first against itself
+    assert float(rows[1][3].split()[0]) > 0, proc.stdout

@@ -31,6 +31,19 @@ Where inductor compiles (the default backend), the graph goes through
 turned round and sums over tasks taken in memory order, which MKL and inductor's
 CPU kernels run several times faster (1.33x and 1.39x the compiled meta-gradient of
 the MAML paper's sinusoids at 1 and 5 inner steps, ``benchmarks/graph_pass.py``).
+On CPU the whole meta-gradient (and the whole step) compiles with inductor's C++
+wrapper too (``cpp_wrapper=True``): the graph's calls, some 100 a step at 5 inner
+steps (its C++ kernels, its ``bmm`` products, its buffers), are made from one
+compiled C++ function instead of inductor's generated Python. On the MAML paper's
+sinusoids that made compiled torch.func's meta-gradient with the graph pass 1.21x and
+1.19x faster again at 1 and 5 inner steps (``benchmarks/graph_pass.py``) and a
+compiled fit's meta-step 1.12x and 1.15x (``benchmarks/compile_options.py``), and it
+took about as long to compile from an empty cache (37 against 31 s at 1 inner step,
+34 against 44 at 5: one C++ build of the whole graph instead of one per kernel).
+Not for a forward-only graph (above): a closed-form learner's ``torch.linalg``
+operations have no C shim in the wrapper (torch logs a warning for each and calls
+them through a slower proxy), and its fits compiled slower with it.
+``compile__options={"cpp_wrapper": False}`` turns it off.
 
 Shapes are static (``dynamic=False``): a fit's meta-batches all have the same
 shape (``meta_batch_size`` tasks, ``k_shot`` and ``n_query`` rows per class or
