@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 import torch
-from _machine import run_lines  # benchmarks/: the script's own folder
+from _machine import empty_cache_env, run_lines  # benchmarks/: the script's own folder
 from meta_step_speed import LR, K, T
 from step_breakdown import _epoch, _fitted
 
@@ -41,7 +41,7 @@ def _params(options):
 def cold_compile_seconds(steps, options, threads):
     """``compile_seconds_`` of a fit with ``options`` in a fresh process, from nothing."""
     with tempfile.TemporaryDirectory() as empty:
-        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": empty, "TMPDIR": empty}
+        env = empty_cache_env(empty)
         cmd = [sys.executable, os.path.abspath(__file__), "--compile-time-of",
                json.dumps(options), "--steps", str(steps), "--threads", str(threads)]
         run = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)

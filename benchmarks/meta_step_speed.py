@@ -66,6 +66,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from _machine import (  # benchmarks/: the script's own folder
+    empty_cache_env,
     inductor_cache_line,
     machine_line,
     versions_line,
@@ -361,10 +362,8 @@ def compile_seconds_of(which, steps, first_order, device):
 
 def cold_and_warm_compile(steps, first_order, device, threads):
     """``{which: (cold s, warm s)}``: each compile in a fresh process, first with an
-    empty inductor cache (its own ``TORCHINDUCTOR_CACHE_DIR``, and its own ``TMPDIR``:
-    inductor keeps the C++ headers it precompiles under the temporary folder whatever
-    the cache folder), then again with the cache that first run left: what a user's
-    first and later fits pay.
+    empty inductor cache (``_machine.empty_cache_env``), then again with the cache
+    that first run left: what a user's first and later fits pay.
 
     In one process the second of two compiles finds the C++ kernels the first
     built (in memory and on disk), so the main tables' compile seconds favour
@@ -374,7 +373,7 @@ def cold_and_warm_compile(steps, first_order, device, threads):
     for which in ("fit", "func"):
         times = []
         with tempfile.TemporaryDirectory() as cache:
-            env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache, "TMPDIR": cache}
+            env = empty_cache_env(cache)
             for _ in ("cold", "warm"):
                 cmd = [sys.executable, os.path.abspath(__file__), "--compile-time-of", which,
                        "--inner-steps", str(steps), "--threads", str(threads),
