@@ -556,6 +556,7 @@ GRADIENT_CONSTRAINTS = {
     "inner_steps": [_positive_int()],
     "adapt_steps": [_positive_int(), None],
     "first_order": ["boolean"],
+    "adapt_backtrack": ["boolean"],
 }
 
 
@@ -569,7 +570,8 @@ class GradientBased:
                                        {k: getattr(self, k) for k in names},
                                        caller_name=type(self).__name__)
         steps = self.adapt_steps if self.adapt_steps is not None else self.inner_steps
-        return dict(inner_lr=self.inner_lr, inner_steps=self.inner_steps, adapt_steps=steps)
+        return dict(inner_lr=self.inner_lr, inner_steps=self.inner_steps, adapt_steps=steps,
+                    adapt_backtrack=self.adapt_backtrack)
 
 
 # ------------------------------------------------------------------ persistence

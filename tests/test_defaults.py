@@ -44,11 +44,21 @@ def test_raw_years_and_a_target_near_60_train_without_diverging(cls):
 
 
 def test_a_diverging_meta_validation_is_said_and_the_best_weights_kept(sine_tasks):
-    # 60 adaptation steps of lr 0.5 blow up on every held-out task (training takes 1)
-    meta = small_regressor(inner_lr=0.5, inner_steps=1, adapt_steps=60, max_epochs=3)
+    # 60 plain adaptation steps of lr 0.5 blow up on every held-out task (training takes 1)
+    meta = small_regressor(inner_lr=0.5, inner_steps=1, adapt_steps=60, max_epochs=3,
+                           adapt_backtrack=False)
     with pytest.warns(DivergenceWarning, match=r"random start's meta-validation loss is not "
                                                r"finite.*inner_lr \(now 0.5\)"):
         meta.fit(sine_tasks)
+
+
+def test_a_backtracking_meta_validation_does_not_diverge_where_plain_sgd_does(sine_tasks):
+    meta = small_regressor(inner_lr=0.5, inner_steps=1, adapt_steps=60, max_epochs=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DivergenceWarning)
+        meta.fit(sine_tasks)
+    losses = meta.history_[:, "valid_loss"]
+    assert np.all(np.isfinite(losses)) and np.isfinite(meta.initial_valid_score_)
 
 
 def test_meta_sgd_rates_stay_bounded(sine_tasks):

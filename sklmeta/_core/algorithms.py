@@ -103,6 +103,11 @@ class GradientSteps:
     lr_mode : {None, "element", "tensor-step"}, default=None
         Meta-learn the step sizes (Meta-SGD): per parameter element, or per
         parameter tensor and inner step (MAML++'s LSLR).
+    backtrack : bool, default=True
+        Outside meta-training (``adapt``, ``score``, meta-validation), undo a
+        task's step that does not lower its support loss and halve its step
+        size (:func:`~sklmeta._core.functional.backtracking_step`). Meta-training's
+        inner loop is plain SGD either way.
     """
 
     inner_lr: float
@@ -111,6 +116,7 @@ class GradientSteps:
     first_order: bool = False
     head_only: bool = False
     lr_mode: str = None
+    backtrack: bool = True
 
     def learner(self, net, n_features):
         lrs = None
@@ -144,7 +150,8 @@ class GradientSteps:
         """The inner loop's keyword arguments in meta-training or adaptation."""
         return dict(lr=self.step_sizes(learner),
                     adapted=head_names(learner.net) if self.head_only else None,
-                    steps=self.inner_steps if training else self.adapt_steps)
+                    steps=self.inner_steps if training else self.adapt_steps,
+                    backtrack=self.backtrack and not training)
 
     def divergence_advice(self):
         if self.lr_mode is not None:
@@ -216,21 +223,23 @@ class QueryLoss(QueryObjective):
         return {"inner_lrs_": self.steps.learned_step_sizes(learner)}
 
 
-def maml(inner_lr, inner_steps, adapt_steps, first_order=False):
+def maml(inner_lr, inner_steps, adapt_steps, first_order=False, adapt_backtrack=True):
     """MAML (Finn et al., 2017): adapt all parameters with SGD steps."""
-    return QueryLoss(GradientSteps(inner_lr, inner_steps, adapt_steps, first_order))
+    return QueryLoss(GradientSteps(inner_lr, inner_steps, adapt_steps, first_order,
+                                   backtrack=adapt_backtrack))
 
 
-def meta_sgd(inner_lr, inner_steps, adapt_steps, first_order=False, lr_mode="element"):
+def meta_sgd(inner_lr, inner_steps, adapt_steps, first_order=False, lr_mode="element",
+             adapt_backtrack=True):
     """Meta-SGD (Li et al., 2017): the inner step sizes are meta-learned too."""
     return QueryLoss(GradientSteps(inner_lr, inner_steps, adapt_steps, first_order,
-                                   lr_mode=lr_mode))
+                                   lr_mode=lr_mode, backtrack=adapt_backtrack))
 
 
-def anil(inner_lr, inner_steps, adapt_steps, first_order=False):
+def anil(inner_lr, inner_steps, adapt_steps, first_order=False, adapt_backtrack=True):
     """ANIL (Raghu et al., 2020): the inner loop adapts only the head."""
     return QueryLoss(GradientSteps(inner_lr, inner_steps, adapt_steps, first_order,
-                                   head_only=True))
+                                   head_only=True, backtrack=adapt_backtrack))
 
 
 class Reptile:
@@ -257,12 +266,16 @@ class Reptile:
     adapt_steps : int
     inner_batch_size : int, default=None
         Rows per inner step in meta-training; None: all of a task's rows.
+    adapt_backtrack : bool, default=True
+        :class:`GradientSteps`'s ``backtrack``.
     """
 
     optimizer = torch.optim.SGD
 
-    def __init__(self, inner_lr, inner_steps, adapt_steps, inner_batch_size=None):
-        self.steps = GradientSteps(inner_lr, inner_steps, adapt_steps)
+    def __init__(self, inner_lr, inner_steps, adapt_steps, inner_batch_size=None,
+                 adapt_backtrack=True):
+        self.steps = GradientSteps(inner_lr, inner_steps, adapt_steps,
+                                   backtrack=adapt_backtrack)
         self.inner_batch_size = inner_batch_size
         self._query_loss = QueryLoss(self.steps)  # validation and adaptation are MAML's
 

@@ -23,7 +23,7 @@ import contextlib
 
 import torch
 
-from .functional import InnerLoop, step_size
+from .functional import InnerLoop, backtracking_step, step_size
 
 __all__ = ["BatchedMLPInnerLoop", "mlp_layers"]
 
@@ -120,8 +120,35 @@ def _output_grad(loss, out, y):
     return d
 
 
-def _steps(layers, params, x, y, *, loss, lr, steps, first_order):
+def _task_losses(loss, out, y):
+    """Each task's support loss ``[T]``: :class:`~sklmeta._core.functional.EpisodeLoss` per task."""
+    if loss.task == "regression":
+        return (out[..., 0] - y).pow(2).mean(-1)
+    c = loss.n_classes if loss.n_classes is not None else out.shape[-1]
+    logits = out[..., :c]
+    return torch.nn.functional.cross_entropy(
+        logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(-1)
+
+
+def _backtracking_steps(layers, params, x, y, *, loss, lr, steps):
+    """:func:`_steps` that undoes a task's step where its loss did not fall (adapting only)."""
+    scale = torch.ones(len(x), dtype=x.dtype, device=x.device)
+    for step in range(steps):
+        cache = []
+        out = _forward(layers, params, x, cache)
+        grads = _backward(layers, params, cache, _output_grad(loss, out, y))
+        stepped = {k: p - scale.view(-1, *(1,) * (grads[k].dim() - 1))
+                   * step_size(lr, k, step) * grads[k] for k, p in params.items()}
+        after = _task_losses(loss, _forward(layers, stepped, x), y)
+        params, scale = backtracking_step(params, stepped, _task_losses(loss, out, y), after,
+                                          scale)
+    return params
+
+
+def _steps(layers, params, x, y, *, loss, lr, steps, first_order, backtrack=False):
     """``steps`` inner steps of every task at once; ``params`` shared or per task."""
+    if backtrack:
+        return _backtracking_steps(layers, params, x, y, loss=loss, lr=lr, steps=steps)
     for step in range(steps):
         # first-order: the inner gradient is a constant, so build no graph for it
         with torch.no_grad() if first_order else contextlib.nullcontext():
@@ -154,15 +181,16 @@ class BatchedMLPInnerLoop(InnerLoop):
         self.head_only = head_only
 
     def adapt(self, params, xs, ys, *, loss, lr, steps, first_order=False, adapted=None,
-              training=False):
+              training=False, backtrack=False):
         # a plain MLP has no Dropout or BatchNorm: training changes nothing
         if not self.head_only:
             return _steps(self.layers, params, xs, ys, loss=loss, lr=lr, steps=steps,
-                          first_order=first_order)
+                          first_order=first_order, backtrack=backtrack)
         body, head = self.layers[:-1], self.layers[-1:]
         features = _forward(body, params, xs)
         head_params = _steps(head, {k: params[k] for k in head[0][:2]}, features, ys,
-                             loss=loss, lr=lr, steps=steps, first_order=first_order)
+                             loss=loss, lr=lr, steps=steps, first_order=first_order,
+                             backtrack=backtrack)
         return {**params, **head_params}
 
     def forward(self, params, x, training=False):

@@ -38,12 +38,12 @@ import threading
 
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad, grad_and_value, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ["SWAP_LOCK", "EpisodeLoss", "InnerLoop", "FunctionalInnerLoop", "batch_norms",
-           "inner_loop", "inner_loop_mode", "seeded_rng", "step_size", "support_statistics",
-           "swap_lock"]
+__all__ = ["SWAP_LOCK", "EpisodeLoss", "InnerLoop", "FunctionalInnerLoop", "backtracking_step",
+           "batch_norms", "inner_loop", "inner_loop_mode", "seeded_rng", "step_size",
+           "support_statistics", "swap_lock"]
 
 # functional_call swaps the given tensors into the module for the duration of the
 # call, so two threads using one module see each other's parameters (and can leave
@@ -223,7 +223,7 @@ def step_size(lr, name, step):
 
 
 def inner_loop(model, params, x, y, *, loss, lr, steps, first_order=False, adapted=None,
-               training=False):
+               training=False, backtrack=False):
     """Adapt ``params`` to one task with ``steps`` gradient steps on ``(x, y)``.
 
     Parameters
@@ -251,6 +251,11 @@ def inner_loop(model, params, x, y, *, loss, lr, steps, first_order=False, adapt
     training : bool, default=False
         Meta-training: Dropout on. Otherwise off. BatchNorm normalises by the
         support rows' own statistics either way (see :func:`inner_loop_mode`).
+    backtrack : bool, default=False
+        Undo a step that does not lower the support loss (one that raises it, or
+        makes it NaN) and halve the step size for the steps left: see
+        :func:`backtracking_step`. Adapting only; the meta-gradient is of the
+        plain loop.
 
     Returns
     -------
@@ -264,14 +269,52 @@ def inner_loop(model, params, x, y, *, loss, lr, steps, first_order=False, adapt
     def support_loss(p):
         return loss(functional_call(model, {**fixed, **p}, (x,)), y)
 
-    grad_fn = grad(support_loss)
     with swap_lock(), inner_loop_mode(model, training):
+        if backtrack:
+            scale = torch.ones((), dtype=x.dtype, device=x.device)
+            grad_value = grad_and_value(support_loss)
+            for step in range(steps):
+                g, current = grad_value(fast)
+                step_taken = {k: p - scale * step_size(lr, k, step) * g[k]
+                              for k, p in fast.items()}
+                fast, scale = backtracking_step(fast, step_taken, current,
+                                                support_loss(step_taken), scale)
+            return {**fixed, **fast}
+        grad_fn = grad(support_loss)
         for step in range(steps):
             g = grad_fn(fast)
             if first_order:
                 g = {k: v.detach() for k, v in g.items()}
             fast = {k: p - step_size(lr, k, step) * g[k] for k, p in fast.items()}
     return {**fixed, **fast}
+
+
+def backtracking_step(params, stepped, before, after, scale):
+    """Keep each task's step only where it lowered the support loss; else halve its rate.
+
+    ``before`` and ``after`` are the support losses (a scalar under ``vmap``, or
+    one per task ``[T]``) at ``params`` and at ``stepped``, the parameters one
+    step on with step size ``scale * lr``. Where ``after`` is not below
+    ``before`` (or is NaN), the step is undone and ``scale`` halved, so the
+    next step from the same point is half as long. A plain inner loop of a
+    well-chosen step size never gets here; one that overshoots (a task far from
+    what was meta-learned, more adaptation steps than meta-training took) stays
+    where its loss was lowest instead of leaving the basin.
+
+    Returns
+    -------
+    params : dict of str to Tensor
+    scale : Tensor
+        Like ``before``.
+    """
+    worse = ~(after < before)
+
+    def per_task(v, like):  # [T] against a [T, ...] (or shared [...]) tensor
+        return v.reshape(v.shape + (1,) * (like.dim() - v.dim())) if v.dim() else v
+
+    kept = {k: torch.where(per_task(worse, stepped[k]), p, stepped[k])
+            for k, p in params.items()}
+    return kept, torch.where(worse, scale / 2, scale)
 
 
 class InnerLoop:
@@ -292,8 +335,12 @@ class InnerLoop:
     name = None
 
     def adapt(self, params, xs, ys, *, loss, lr, steps, first_order=False, adapted=None,
-              training=False):
-        """Per-task adapted parameters ``[T, ...]`` (those not adapted may stay shared)."""
+              training=False, backtrack=False):
+        """Per-task adapted parameters ``[T, ...]`` (those not adapted may stay shared).
+
+        ``backtrack``: undo each task's steps that do not lower its support loss
+        (see :func:`backtracking_step`).
+        """
         raise NotImplementedError
 
     def forward(self, params, x, training=False):
@@ -351,13 +398,14 @@ class FunctionalInnerLoop(InnerLoop):
             )
 
     def adapt(self, params, xs, ys, *, loss, lr, steps, first_order=False, adapted=None,
-              training=False):
+              training=False, backtrack=False):
         self._check_rows(xs, "support set's")
         freeze = not training and bool(batch_norms(self.model))
 
         def one(x, y):
             new = inner_loop(self.model, params, x, y, loss=loss, lr=lr, steps=steps,
-                             first_order=first_order, adapted=adapted, training=training)
+                             first_order=first_order, adapted=adapted, training=training,
+                             backtrack=backtrack)
             if freeze:
                 new.update(support_statistics(self.model, new, x))
             return new

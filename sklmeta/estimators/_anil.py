@@ -50,6 +50,15 @@ class ANILClassifier(GradientBased, MetaClassifierBase):
     adapt_steps : int, default=None
         Inner steps at adaptation time (``adapt``, ``score``, meta-validation);
         None means ``inner_steps``. Read when adapting, like ``inner_lr``.
+    adapt_backtrack : bool, default=True
+        When adapting (``adapt``, ``score``, meta-validation), undo an inner step
+        that does not lower the task's support loss and halve that task's step
+        size for the steps left. A step that overshoots (a task unlike the
+        meta-training tasks, more ``adapt_steps`` than ``inner_steps``) then
+        costs a step instead of leaving the basin; where every step lowers the
+        loss, adaptation is plain SGD, as in meta-training. Meta-training's
+        inner loop is plain SGD whatever this says. False: plain SGD (the MAML
+        paper's evaluation). Read when adapting, like ``inner_lr``.
     first_order : bool, default=False
         Drop the second-order terms of the meta-gradient (first-order MAML).
     meta_lr : float, default=0.001
@@ -193,7 +202,7 @@ class ANILClassifier(GradientBased, MetaClassifierBase):
 
     def __init__(self, *, task_splitter=None, hidden_layer_sizes=(40, 40), activation="relu",
                  module=None, input_skip=True, inner_lr=0.4, inner_steps=5, adapt_steps=None,
-                 first_order=False,
+                 adapt_backtrack=True, first_order=False,
                  meta_lr=0.001, meta_batch_size=16, max_meta_steps=2000,
                  validation_interval=100, max_epochs=None, early_stopping="auto",
                  validation_fraction=0.2, n_iter_no_change=10, standardize="auto",
@@ -208,6 +217,7 @@ class ANILClassifier(GradientBased, MetaClassifierBase):
         self.inner_lr = inner_lr
         self.inner_steps = inner_steps
         self.adapt_steps = adapt_steps
+        self.adapt_backtrack = adapt_backtrack
         self.first_order = first_order
         self.meta_lr = meta_lr
         self.meta_batch_size = meta_batch_size
@@ -272,6 +282,15 @@ class ANILRegressor(GradientBased, MetaRegressorBase):
     adapt_steps : int, default=None
         Inner steps at adaptation time (``adapt``, ``score``, meta-validation);
         None means ``inner_steps``. Read when adapting, like ``inner_lr``.
+    adapt_backtrack : bool, default=True
+        When adapting (``adapt``, ``score``, meta-validation), undo an inner step
+        that does not lower the task's support loss and halve that task's step
+        size for the steps left. A step that overshoots (a task unlike the
+        meta-training tasks, more ``adapt_steps`` than ``inner_steps``) then
+        costs a step instead of leaving the basin; where every step lowers the
+        loss, adaptation is plain SGD, as in meta-training. Meta-training's
+        inner loop is plain SGD whatever this says. False: plain SGD (the MAML
+        paper's evaluation). Read when adapting, like ``inner_lr``.
     first_order : bool, default=False
         Drop the second-order terms of the meta-gradient (first-order MAML).
     meta_lr : float, default=0.001
@@ -405,7 +424,7 @@ class ANILRegressor(GradientBased, MetaRegressorBase):
 
     def __init__(self, *, task_splitter=None, hidden_layer_sizes=(40, 40), activation="relu",
                  module=None, input_skip=False, inner_lr=0.1, inner_steps=5, adapt_steps=None,
-                 first_order=False,
+                 adapt_backtrack=True, first_order=False,
                  meta_lr=0.001, meta_batch_size=16, max_meta_steps=2000,
                  validation_interval=100, max_epochs=None, early_stopping="auto",
                  validation_fraction=0.2, n_iter_no_change=10, standardize="auto",
@@ -419,6 +438,7 @@ class ANILRegressor(GradientBased, MetaRegressorBase):
         self.inner_lr = inner_lr
         self.inner_steps = inner_steps
         self.adapt_steps = adapt_steps
+        self.adapt_backtrack = adapt_backtrack
         self.first_order = first_order
         self.meta_lr = meta_lr
         self.meta_batch_size = meta_batch_size

@@ -40,6 +40,15 @@ class MAMLClassifier(GradientBased, MetaClassifierBase):
     adapt_steps : int, default=None
         Inner steps at adaptation time (``adapt``, ``score``, meta-validation);
         None means ``inner_steps``. Read when adapting, like ``inner_lr``.
+    adapt_backtrack : bool, default=True
+        When adapting (``adapt``, ``score``, meta-validation), undo an inner step
+        that does not lower the task's support loss and halve that task's step
+        size for the steps left. A step that overshoots (a task unlike the
+        meta-training tasks, more ``adapt_steps`` than ``inner_steps``) then
+        costs a step instead of leaving the basin; where every step lowers the
+        loss, adaptation is plain SGD, as in meta-training. Meta-training's
+        inner loop is plain SGD whatever this says. False: plain SGD (the MAML
+        paper's evaluation). Read when adapting, like ``inner_lr``.
     first_order : bool, default=False
         Drop the second-order terms of the meta-gradient (first-order MAML).
     meta_lr : float, default=0.001
@@ -187,7 +196,8 @@ class MAMLClassifier(GradientBased, MetaClassifierBase):
 
 
     def __init__(self, *, task_splitter=None, hidden_layer_sizes=(40, 40), activation="relu",
-                 module=None, inner_lr=0.4, inner_steps=5, adapt_steps=None, first_order=False,
+                 module=None, inner_lr=0.4, inner_steps=5, adapt_steps=None,
+                 adapt_backtrack=True, first_order=False,
                  meta_lr=0.001, meta_batch_size=16, max_meta_steps=2000,
                  validation_interval=100, max_epochs=None, early_stopping="auto",
                  validation_fraction=0.2, n_iter_no_change=10, standardize="auto",
@@ -201,6 +211,7 @@ class MAMLClassifier(GradientBased, MetaClassifierBase):
         self.inner_lr = inner_lr
         self.inner_steps = inner_steps
         self.adapt_steps = adapt_steps
+        self.adapt_backtrack = adapt_backtrack
         self.first_order = first_order
         self.meta_lr = meta_lr
         self.meta_batch_size = meta_batch_size
@@ -257,6 +268,15 @@ class MAMLRegressor(GradientBased, MetaRegressorBase):
     adapt_steps : int, default=None
         Inner steps at adaptation time (``adapt``, ``score``, meta-validation);
         None means ``inner_steps``. Read when adapting, like ``inner_lr``.
+    adapt_backtrack : bool, default=True
+        When adapting (``adapt``, ``score``, meta-validation), undo an inner step
+        that does not lower the task's support loss and halve that task's step
+        size for the steps left. A step that overshoots (a task unlike the
+        meta-training tasks, more ``adapt_steps`` than ``inner_steps``) then
+        costs a step instead of leaving the basin; where every step lowers the
+        loss, adaptation is plain SGD, as in meta-training. Meta-training's
+        inner loop is plain SGD whatever this says. False: plain SGD (the MAML
+        paper's evaluation). Read when adapting, like ``inner_lr``.
     first_order : bool, default=False
         Drop the second-order terms of the meta-gradient (first-order MAML).
     meta_lr : float, default=0.001
@@ -389,7 +409,8 @@ class MAMLRegressor(GradientBased, MetaRegressorBase):
 
 
     def __init__(self, *, task_splitter=None, hidden_layer_sizes=(40, 40), activation="relu",
-                 module=None, inner_lr=0.1, inner_steps=5, adapt_steps=None, first_order=False,
+                 module=None, inner_lr=0.1, inner_steps=5, adapt_steps=None,
+                 adapt_backtrack=True, first_order=False,
                  meta_lr=0.001, meta_batch_size=16, max_meta_steps=2000,
                  validation_interval=100, max_epochs=None, early_stopping="auto",
                  validation_fraction=0.2, n_iter_no_change=10, standardize="auto",
@@ -402,6 +423,7 @@ class MAMLRegressor(GradientBased, MetaRegressorBase):
         self.inner_lr = inner_lr
         self.inner_steps = inner_steps
         self.adapt_steps = adapt_steps
+        self.adapt_backtrack = adapt_backtrack
         self.first_order = first_order
         self.meta_lr = meta_lr
         self.meta_batch_size = meta_batch_size

@@ -54,6 +54,15 @@ class ReptileClassifier(GradientBased, MetaClassifierBase):
     adapt_steps : int, default=None
         Inner steps at adaptation time (``adapt``, ``score``, meta-validation);
         None means ``inner_steps``. Read when adapting, like ``inner_lr``.
+    adapt_backtrack : bool, default=True
+        When adapting (``adapt``, ``score``, meta-validation), undo an inner step
+        that does not lower the task's support loss and halve that task's step
+        size for the steps left. A step that overshoots (a task unlike the
+        meta-training tasks, more ``adapt_steps`` than ``inner_steps``) then
+        costs a step instead of leaving the basin; where every step lowers the
+        loss, adaptation is plain SGD, as in meta-training. Meta-training's
+        inner loop is plain SGD whatever this says. False: plain SGD (the MAML
+        paper's evaluation). Read when adapting, like ``inner_lr``.
     inner_batch_size : int, default=10
         Rows per inner step in meta-training: each step takes the next
         mini-batch of a task's rows (support and query), cycling through them.
@@ -200,7 +209,8 @@ class ReptileClassifier(GradientBased, MetaClassifierBase):
 
 
     def __init__(self, *, task_splitter=None, hidden_layer_sizes=(40, 40), activation="tanh",
-                 module=None, inner_lr=0.2, inner_steps=10, adapt_steps=None, inner_batch_size=10,
+                 module=None, inner_lr=0.2, inner_steps=10, adapt_steps=None,
+                 adapt_backtrack=True, inner_batch_size=10,
                  meta_lr=0.5, meta_batch_size=16, max_meta_steps=2000, validation_interval=100,
                  max_epochs=None, early_stopping="auto", validation_fraction=0.2,
                  n_iter_no_change=10, standardize="auto", label_mode="auto", callbacks=None,
@@ -213,6 +223,7 @@ class ReptileClassifier(GradientBased, MetaClassifierBase):
         self.inner_lr = inner_lr
         self.inner_steps = inner_steps
         self.adapt_steps = adapt_steps
+        self.adapt_backtrack = adapt_backtrack
         self.inner_batch_size = inner_batch_size
         self.meta_lr = meta_lr
         self.meta_batch_size = meta_batch_size
@@ -273,6 +284,15 @@ class ReptileRegressor(GradientBased, MetaRegressorBase):
     adapt_steps : int, default=None
         Inner steps at adaptation time (``adapt``, ``score``, meta-validation);
         None means ``inner_steps``. Read when adapting, like ``inner_lr``.
+    adapt_backtrack : bool, default=True
+        When adapting (``adapt``, ``score``, meta-validation), undo an inner step
+        that does not lower the task's support loss and halve that task's step
+        size for the steps left. A step that overshoots (a task unlike the
+        meta-training tasks, more ``adapt_steps`` than ``inner_steps``) then
+        costs a step instead of leaving the basin; where every step lowers the
+        loss, adaptation is plain SGD, as in meta-training. Meta-training's
+        inner loop is plain SGD whatever this says. False: plain SGD (the MAML
+        paper's evaluation). Read when adapting, like ``inner_lr``.
     inner_batch_size : int, default=10
         Rows per inner step in meta-training: each step takes the next
         mini-batch of a task's rows (support and query), cycling through them.
@@ -410,7 +430,7 @@ class ReptileRegressor(GradientBased, MetaRegressorBase):
 
 
     def __init__(self, *, task_splitter=None, hidden_layer_sizes=(40, 40), activation="relu",
-                 module=None, inner_lr=0.1, inner_steps=10, adapt_steps=None,
+                 module=None, inner_lr=0.1, inner_steps=10, adapt_steps=None, adapt_backtrack=True,
                  inner_batch_size=10, meta_lr=0.5, meta_batch_size=16, max_meta_steps=2000,
                  validation_interval=100, max_epochs=None, early_stopping="auto",
                  validation_fraction=0.2, n_iter_no_change=10, standardize="auto",
@@ -423,6 +443,7 @@ class ReptileRegressor(GradientBased, MetaRegressorBase):
         self.inner_lr = inner_lr
         self.inner_steps = inner_steps
         self.adapt_steps = adapt_steps
+        self.adapt_backtrack = adapt_backtrack
         self.inner_batch_size = inner_batch_size
         self.meta_lr = meta_lr
         self.meta_batch_size = meta_batch_size
