@@ -55,14 +55,10 @@ class ReptileClassifier(GradientBased, MetaClassifierBase):
         Inner steps at adaptation time (``adapt``, ``score``, meta-validation);
         None means ``inner_steps``. Read when adapting, like ``inner_lr``.
     adapt_backtrack : bool, default=True
-        When adapting (``adapt``, ``score``, meta-validation), undo an inner step
-        that does not lower the task's support loss and halve that task's step
-        size for the steps left. A step that overshoots (a task unlike the
-        meta-training tasks, more ``adapt_steps`` than ``inner_steps``) then
-        costs a step instead of leaving the basin; where every step lowers the
-        loss, adaptation is plain SGD, as in meta-training. Meta-training's
-        inner loop is plain SGD whatever this says. False: plain SGD (the MAML
-        paper's evaluation). Read when adapting, like ``inner_lr``.
+        When adapting (``adapt``, ``score``, meta-validation), undo a step that
+        does not lower the task's support loss and halve its step size. False:
+        plain SGD, as the papers evaluate. Meta-training is plain SGD either way.
+        See the user guide, "Adapting".
     inner_batch_size : int, default=10
         Rows per inner step in meta-training: each step takes the next
         mini-batch of a task's rows (support and query), cycling through them.
@@ -285,14 +281,10 @@ class ReptileRegressor(GradientBased, MetaRegressorBase):
         Inner steps at adaptation time (``adapt``, ``score``, meta-validation);
         None means ``inner_steps``. Read when adapting, like ``inner_lr``.
     adapt_backtrack : bool, default=True
-        When adapting (``adapt``, ``score``, meta-validation), undo an inner step
-        that does not lower the task's support loss and halve that task's step
-        size for the steps left. A step that overshoots (a task unlike the
-        meta-training tasks, more ``adapt_steps`` than ``inner_steps``) then
-        costs a step instead of leaving the basin; where every step lowers the
-        loss, adaptation is plain SGD, as in meta-training. Meta-training's
-        inner loop is plain SGD whatever this says. False: plain SGD (the MAML
-        paper's evaluation). Read when adapting, like ``inner_lr``.
+        When adapting (``adapt``, ``score``, meta-validation), undo a step that
+        does not lower the task's support loss and halve its step size. False:
+        plain SGD, as the papers evaluate. Meta-training is plain SGD either way.
+        See the user guide, "Adapting".
     inner_batch_size : int, default=10
         Rows per inner step in meta-training: each step takes the next
         mini-batch of a task's rows (support and query), cycling through them.
