@@ -296,10 +296,11 @@ def backtracking_step(params, stepped, before, after, scale):
     one per task ``[T]``) at ``params`` and at ``stepped``, the parameters one
     step on with step size ``scale * lr``. Where ``after`` is not below
     ``before`` (or is NaN), the step is undone and ``scale`` halved, so the
-    next step from the same point is half as long. A plain inner loop of a
-    well-chosen step size never gets here; one that overshoots (a task far from
-    what was meta-learned, more adaptation steps than meta-training took) stays
-    where its loss was lowest instead of leaving the basin.
+    next step from the same point is half as long. Where every step lowers the
+    loss nothing is undone (plain SGD); a task whose step overshoots (one far
+    from what was meta-learned, more adaptation steps than meta-training took)
+    goes on from its lowest point with shorter steps instead of leaving the
+    basin.
 
     Returns
     -------
