@@ -82,6 +82,14 @@ def test_a_step_is_kept_where_the_loss_fell_and_undone_with_half_the_rate_elsewh
 
 
 @pytest.mark.parametrize("task", ["regression", "classification"])
+def test_each_tasks_loss_is_the_episode_loss_of_that_task_alone(task):
+    loss, (xs, ys) = _loss(task), _episodes(task)
+    out = torch.randn(*xs.shape[:2], 4, generator=torch.Generator().manual_seed(2))
+    want = torch.stack([loss(out[i], ys[i]) for i in range(len(xs))])
+    torch.testing.assert_close(loss.per_task(out, ys), want)
+
+
+@pytest.mark.parametrize("task", ["regression", "classification"])
 @pytest.mark.parametrize("head_only", [False, True])
 def test_both_inner_loops_backtrack_as_the_per_task_reference(task, head_only):
     net = _net(1 if task == "regression" else 3)

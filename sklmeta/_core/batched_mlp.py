@@ -23,7 +23,7 @@ import contextlib
 
 import torch
 
-from .functional import InnerLoop, backtracking_step, step_size
+from .functional import InnerLoop, backtracking_step, per_task, step_size
 
 __all__ = ["BatchedMLPInnerLoop", "mlp_layers"]
 
@@ -120,16 +120,6 @@ def _output_grad(loss, out, y):
     return d
 
 
-def _task_losses(loss, out, y):
-    """Each task's support loss ``[T]``: :class:`~sklmeta._core.functional.EpisodeLoss` per task."""
-    if loss.task == "regression":
-        return (out[..., 0] - y).pow(2).mean(-1)
-    c = loss.n_classes if loss.n_classes is not None else out.shape[-1]
-    logits = out[..., :c]
-    return torch.nn.functional.cross_entropy(
-        logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(-1)
-
-
 def _backtracking_steps(layers, params, x, y, *, loss, lr, steps):
     """:func:`_steps` that undoes a task's step where its loss did not fall (adapting only)."""
     scale = torch.ones(len(x), dtype=x.dtype, device=x.device)
@@ -137,11 +127,10 @@ def _backtracking_steps(layers, params, x, y, *, loss, lr, steps):
         cache = []
         out = _forward(layers, params, x, cache)
         grads = _backward(layers, params, cache, _output_grad(loss, out, y))
-        stepped = {k: p - scale.view(-1, *(1,) * (grads[k].dim() - 1))
-                   * step_size(lr, k, step) * grads[k] for k, p in params.items()}
-        after = _task_losses(loss, _forward(layers, stepped, x), y)
-        params, scale = backtracking_step(params, stepped, _task_losses(loss, out, y), after,
-                                          scale)
+        stepped = {k: p - per_task(scale, grads[k]) * step_size(lr, k, step) * grads[k]
+                   for k, p in params.items()}
+        after = loss.per_task(_forward(layers, stepped, x), y)
+        params, scale = backtracking_step(params, stepped, loss.per_task(out, y), after, scale)
     return params
 
 

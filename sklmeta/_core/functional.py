@@ -42,7 +42,7 @@ from torch.func import functional_call, grad, grad_and_value, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
 
 __all__ = ["SWAP_LOCK", "EpisodeLoss", "InnerLoop", "FunctionalInnerLoop", "backtracking_step",
-           "batch_norms", "inner_loop", "inner_loop_mode", "seeded_rng", "step_size",
+           "batch_norms", "inner_loop", "inner_loop_mode", "per_task", "seeded_rng", "step_size",
            "support_statistics", "swap_lock"]
 
 # functional_call swaps the given tensors into the module for the duration of the
@@ -205,6 +205,15 @@ class EpisodeLoss(torch.nn.Module):
         logits = out[..., : self.n_classes]
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
 
+    def per_task(self, out, y):
+        """Each task's loss ``[T]`` of task-first outputs ``[T, n, out]``: :meth:`forward`
+        of each task alone."""
+        if self.task == "regression":
+            return F.mse_loss(out[..., 0], y, reduction="none").mean(-1)
+        logits = out[..., : self.n_classes]
+        return F.cross_entropy(logits.flatten(0, 1), y.flatten(),
+                               reduction="none").view(y.shape).mean(-1)
+
 
 def step_size(lr, name, step):
     """The step size of parameter ``name`` at inner step ``step``.
@@ -309,13 +318,15 @@ def backtracking_step(params, stepped, before, after, scale):
         Like ``before``.
     """
     worse = ~(after < before)
-
-    def per_task(v, like):  # [T] against a [T, ...] (or shared [...]) tensor
-        return v.reshape(v.shape + (1,) * (like.dim() - v.dim())) if v.dim() else v
-
     kept = {k: torch.where(per_task(worse, stepped[k]), p, stepped[k])
             for k, p in params.items()}
     return kept, torch.where(worse, scale / 2, scale)
+
+
+def per_task(v, like):
+    """``v``, one value per task ``[T]``, shaped to broadcast against ``like [T, ...]``
+    (a scalar, as under ``vmap``, is returned as it is)."""
+    return v.reshape(v.shape + (1,) * (like.dim() - v.dim())) if v.dim() else v
 
 
 class InnerLoop:
