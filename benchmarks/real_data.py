@@ -140,7 +140,12 @@ BUDGETS = {
                   n_tasks=dict(n_tasks=8)),
 }
 N_QUERY = 15  # query rows per class, leaves and binary datasets
-SETTINGS = {}  # --set: gapminder meta-learners' parameters changed from the defaults
+SETTINGS = {}  # --set: the meta-learners' parameters changed from the defaults
+
+
+def settings(cls):
+    """The ``--set`` parameters that meta-learner class ``cls`` has."""
+    return {p: v for p, v in SETTINGS.items() if p in cls().get_params()}
 
 
 # ------------------------------------------------------------------ helpers
@@ -450,9 +455,8 @@ def gapminder(b, seed, scaled_target=False, learners=None, targets=None, shots=(
             for name, cls in pick(REGRESSORS, learners).items():
                 start = time.perf_counter()
                 splitter = TaskSplitter(k_shot=k, n_query=n_query, **b["n_tasks"])
-                settings = {p: v for p, v in SETTINGS.items() if p in cls().get_params()}
                 meta = make_pipeline(StandardScaler(), cls(
-                    task_splitter=splitter, random_state=seed, **b["overrides"], **settings))
+                    task_splitter=splitter, random_state=seed, **b["overrides"], **settings(cls)))
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UserWarning)  # quick: no hold-out
                     meta.fit(year[tr], y_meta[tr],
@@ -544,7 +548,7 @@ def leaves(b, seed, learners=None):
             start = time.perf_counter()
             splitter = TaskSplitter(n_way=5, k_shot=k, n_query=N_QUERY, **b["n_tasks"])
             meta = make_pipeline(StandardScaler(), cls(
-                task_splitter=splitter, random_state=seed, **b["overrides"]))
+                task_splitter=splitter, random_state=seed, **b["overrides"], **settings(cls)))
             meta.fit(X[tr], y[tr])
             rows.setdefault(name, {})[col] = episode_scores(meta, X[te], y[te], episodes)
             kept.setdefault(name, {})[col] = kept_epoch(meta)
@@ -657,7 +661,8 @@ def binary_collection(b, seed, learners=None):
         for name, cls in pick(CLASSIFIERS, learners).items():
             start = time.perf_counter()
             splitter = TaskSplitter(n_way=2, k_shot=k, n_query=N_QUERY, **b["n_tasks"])
-            meta = cls(task_splitter=splitter, random_state=seed, **b["overrides"]).fit(tasks)
+            meta = cls(task_splitter=splitter, random_state=seed, **b["overrides"],
+                       **settings(cls)).fit(tasks)
             rows.setdefault(name, {})[col] = np.concatenate([
                 episode_scores(meta, X, y, ep) for (_, _, X, y, _), ep in zip(test, episodes)])
             kept.setdefault(name, {})[col] = kept_epoch(meta)
@@ -704,7 +709,7 @@ def main(argv=None):
                         help="diagnostic: only these gapminder support sizes (default: 5 10)")
     parser.add_argument("--set", nargs="+", default=[], metavar="PARAM=VALUE",
                         help="diagnostic: set these parameters (Python literals, else "
-                             "strings) on every gapminder meta-learner that has them")
+                             "strings) on every meta-learner that has them")
     parser.add_argument("--no-baselines", action="store_true",
                         help="diagnostic: the gapminder meta-learners alone")
     parser.add_argument("--worst", type=int, default=0, metavar="N",
@@ -724,7 +729,7 @@ def main(argv=None):
     print(f"- date: {datetime.date.today().isoformat()}")
     print(f"- command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`")
     if SETTINGS:
-        print(f"- diagnostic: the gapminder meta-learners with {SETTINGS}")
+        print(f"- diagnostic: the meta-learners with {SETTINGS} where they have them")
     print("- every figure: mean over episodes [95% Student-t confidence interval]; all "
           "methods of a column see the very same episodes\n")
     if "gapminder" in args.parts:

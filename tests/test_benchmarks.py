@@ -224,7 +224,7 @@ def test_real_data_one_gapminder_cell_with_a_parameter_set(tmp_path):
     # issue 13's comparison, paired: DKT against the best other meta-learner
     assert ("- fertility, K=5: DKT minus the best other meta-learner (MetaRidge), paired "
             "over the same") in out
-    assert "- diagnostic: the gapminder meta-learners with {'embedding_dim': 4}" in out
+    assert "- diagnostic: the meta-learners with {'embedding_dim': 4} where they have them" in out
     worst = [line for line in out.splitlines() if line.startswith("- DKT, K=5: mean ")]
     assert len(worst) == 1 and worst[0].count(" episodes)") == 2, worst
     assert "best meta-learner" not in out  # no baselines, no paired line
@@ -232,6 +232,10 @@ def test_real_data_one_gapminder_cell_with_a_parameter_set(tmp_path):
     with pytest.raises(AssertionError, match="embedding_dim"):
         run_script(REAL_DATA_SCRIPT, "--quick", "--parts", "gapminder", "--learners", "DKT",
                    "--targets", "fertility", "--shots", "5", "--no-baselines",
+                   "--set", "embedding_dim=0", cwd=tmp_path)
+    # ... and the classifiers of the other collections (ProtoNet on the leaves)
+    with pytest.raises(AssertionError, match="embedding_dim"):
+        run_script(REAL_DATA_SCRIPT, "--quick", "--parts", "leaves", "--learners", "ProtoNet",
                    "--set", "embedding_dim=0", cwd=tmp_path)
 
 
